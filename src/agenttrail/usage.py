@@ -1,0 +1,99 @@
+"""Token usage of one model call, in agenttrail's one convention for every provider.
+
+`input_tokens` counts only the input billed at the base rate, so the whole prompt is
+`input_tokens + cache_read_tokens + cache_write_tokens`. Anthropic reports usage this way;
+for OpenAI `input_tokens = prompt_tokens - cached_tokens`. Cache writes are split by TTL
+because Anthropic prices 5-minute and 1-hour writes differently; `cache_write_tokens` is their sum.
+`reasoning_tokens` is informational: providers already include it in `output_tokens`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The whole prompt: base input plus cache reads and writes."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    def is_empty(self) -> bool:
+        return self.total_tokens == 0 and self.reasoning_tokens == 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_5m_tokens + other.cache_write_5m_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    @classmethod
+    def from_anthropic(cls, u: dict[str, object] | None) -> Usage:
+        """From an Anthropic `usage` object (message or message_delta)."""
+        u = u or {}
+        write_total = _int(u.get("cache_creation_input_tokens"))
+        detail = u.get("cache_creation")
+        w5 = w1 = 0
+        if isinstance(detail, dict):
+            w5 = _int(detail.get("ephemeral_5m_input_tokens"))
+            w1 = _int(detail.get("ephemeral_1h_input_tokens"))
+        if w5 + w1 != write_total:
+            # The split is absent or inconsistent: price the total at the 5-minute rate, the default TTL.
+            w5, w1 = write_total, 0
+        return cls(
+            input_tokens=_int(u.get("input_tokens")),
+            cache_read_tokens=_int(u.get("cache_read_input_tokens")),
+            cache_write_5m_tokens=w5,
+            cache_write_1h_tokens=w1,
+            output_tokens=_int(u.get("output_tokens")),
+        )
+
+    @classmethod
+    def from_openai(cls, u: dict[str, object] | None) -> Usage:
+        """From an OpenAI `usage` object: Chat Completions (prompt_/completion_tokens) or Responses
+        (input_/output_tokens). Cached tokens are included in the provider's prompt count, so they are
+        subtracted here."""
+        u = u or {}
+        if "prompt_tokens" in u or "completion_tokens" in u:
+            prompt = _int(u.get("prompt_tokens"))
+            out = _int(u.get("completion_tokens"))
+            pdet, odet = u.get("prompt_tokens_details"), u.get("completion_tokens_details")
+        else:
+            prompt = _int(u.get("input_tokens"))
+            out = _int(u.get("output_tokens"))
+            pdet, odet = u.get("input_tokens_details"), u.get("output_tokens_details")
+        cached = _int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0
+        reasoning = _int(odet.get("reasoning_tokens")) if isinstance(odet, dict) else 0
+        cached = min(cached, prompt)
+        return cls(input_tokens=prompt - cached, cache_read_tokens=cached, output_tokens=out,
+                   reasoning_tokens=reasoning)
+
+
+def _int(v: object) -> int:
+    if isinstance(v, bool):
+        return 0
+    if isinstance(v, int):
+        return max(v, 0)
+    if isinstance(v, float):
+        return max(int(v), 0)
+    return 0
