@@ -1,0 +1,46 @@
+"""Agent-native sources: Claude Code transcripts, Codex rollouts, OTLP logs and metrics.
+
+Pure parsing: every function here reads input and returns neutral records (`ImportBatch`,
+`TranscriptSession`, `TranscriptCall`, `agenttrail.events.Event`, `MetricPoint`); storing them, joining
+them to traced sessions and pricing them are done elsewhere. See docs/importers.md.
+"""
+
+from agenttrail.importers.claude_code import (
+    ClaudeCodeParser,
+    claude_projects_dirs,
+    find_claude_code_files,
+    import_claude_code,
+    iter_claude_code,
+)
+from agenttrail.importers.codex import CodexParser, codex_home, find_codex_files, import_codex, iter_codex
+from agenttrail.importers.incremental import FileState, MemoryStateStore, StateStore
+from agenttrail.importers.records import (
+    CLAUDE_CODE,
+    CODEX,
+    ImportBatch,
+    LineError,
+    TranscriptCall,
+    TranscriptSession,
+)
+
+__all__ = [
+    "CLAUDE_CODE",
+    "CODEX",
+    "ClaudeCodeParser",
+    "CodexParser",
+    "FileState",
+    "ImportBatch",
+    "LineError",
+    "MemoryStateStore",
+    "StateStore",
+    "TranscriptCall",
+    "TranscriptSession",
+    "claude_projects_dirs",
+    "codex_home",
+    "find_claude_code_files",
+    "find_codex_files",
+    "import_claude_code",
+    "import_codex",
+    "iter_claude_code",
+    "iter_codex",
+]

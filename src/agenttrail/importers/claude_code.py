@@ -1,0 +1,369 @@
+"""Claude Code transcripts: `~/.claude/projects/<project>/<session>.jsonl` and their subagents.
+
+Where: `$CLAUDE_CONFIG_DIR/projects` when CLAUDE_CONFIG_DIR is set (several directories may be given,
+separated by commas), else `~/.claude/projects`. A project folder is the session's cwd with every
+non-alphanumeric character turned into `-`. Subagent (Task/Agent tool) transcripts live in
+`<project>/<session>/subagents/agent-<id>.jsonl`; their lines carry the *parent's* `sessionId`,
+`isSidechain: true` and `agentId`, so they are attributed to the parent session.
+
+Lines are JSON objects with a `type`:
+
+- `user`: `message.content` is the prompt (a string or text blocks) or a list of `tool_result` blocks
+  (`tool_use_id`, `content`, `is_error`). `isMeta: true` lines are injected reminders, not prompts.
+- `assistant`: one line per content block (`text`, `thinking`, `tool_use` with `id`, `name`, `input`).
+  The lines of one API response share `message.id` and `requestId`, and *each repeats the response's
+  usage* (`input_tokens`, `cache_read_input_tokens`, `cache_creation_input_tokens` split by TTL in
+  `cache_creation.ephemeral_5m/1h_input_tokens`, `output_tokens`). Usage is therefore counted once per
+  `(message.id, requestId)`, keeping the largest value of each field (the final one: early lines of a
+  streamed response may carry a partial `output_tokens`). The model is `message.model`; `<synthetic>`
+  messages (errors Claude Code writes itself) are not calls.
+- `summary` (a title for the conversation), `cost-state` (Claude Code's own cumulative cost for one
+  process run), `system`, `attachment`, `queue-operation`, … : only what is listed here is used; the
+  rest only widens the session's time span. Unknown types are skipped silently (new ones appear often).
+
+Ids are stable: an event's id derives from (session id, line `uuid`, block index), a call's from the
+provider request id (so the same call from OTLP `claude_code.api_request` gets the same id), falling back
+to the message id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
+from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
+from agenttrail.importers.incremental import StateStore
+from agenttrail.importers.jsonl import ShapeError, read_file
+from agenttrail.importers.records import CLAUDE_CODE, ImportBatch, TranscriptCall, TranscriptSession
+from agenttrail.usage import Usage
+
+SYNTHETIC_MODEL = "<synthetic>"
+
+Progress = Callable[[Path, ImportBatch], None]
+
+
+def claude_projects_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The projects folders Claude Code writes to: `$CLAUDE_CONFIG_DIR/projects` (comma-separated for
+    several) or `~/.claude/projects`."""
+    env = os.environ if env is None else env
+    configured = env.get("CLAUDE_CONFIG_DIR", "").strip()
+    if configured:
+        return [Path(p.strip()).expanduser() / "projects" for p in configured.split(",") if p.strip()]
+    home = env.get("HOME")
+    base = Path(home) if home else Path.home()
+    return [base / ".claude" / "projects"]
+
+
+def call_id_for(request_id: str | None, message_id: str | None, fallback: str) -> str:
+    """The stable id of a Claude API call: by provider request id, else message id, else `fallback`."""
+    if request_id:
+        return stable_id(CLAUDE_CODE, "request", request_id)
+    if message_id:
+        return stable_id(CLAUDE_CODE, "message", message_id)
+    return stable_id(CLAUDE_CODE, "line", fallback)
+
+
+def find_claude_code_files(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Transcript files under `path` (a file, a projects folder, or a config folder holding `projects/`),
+    or under the default projects folders. Sorted, subagent files included."""
+    roots: list[Path]
+    if path is None:
+        roots = claude_projects_dirs(env)
+    else:
+        p = Path(path).expanduser()
+        if p.is_file():
+            return [p]
+        roots = [p / "projects"] if (p / "projects").is_dir() else [p]
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files.extend(f for f in root.rglob("*.jsonl") if f.is_file())
+    return sorted(files)
+
+
+class ClaudeCodeParser:
+    """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`)."""
+
+    def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
+        self.content_cap = content_cap
+        self.with_events = with_events
+        self._out = ImportBatch()
+        self._batch = ImportBatch()
+        self._sessions: dict[str, TranscriptSession] = {}
+        self._calls: dict[str, TranscriptCall] = {}
+        self._path = Path()
+        self._subagent = False
+        self._file_session = ""
+        self._file_agent_id: str | None = None
+        self._last_ts = datetime.fromtimestamp(0, UTC)
+
+    # -- LineParser -----------------------------------------------------------------------------------
+    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch) -> None:
+        self._path = path
+        self._batch = batch
+        self._out = ImportBatch()
+        self._sessions = {}
+        self._calls = {}
+        self._subagent = path.parent.name == "subagents"
+        if self._subagent:
+            self._file_session = path.parent.parent.name
+            self._file_agent_id = path.stem.removeprefix("agent-")
+        else:
+            self._file_session = path.stem
+            self._file_agent_id = None
+        last = parse_ts(carry.get("last_ts"))
+        if last is None:
+            try:
+                last = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except OSError:
+                last = datetime.fromtimestamp(0, UTC)
+        self._last_ts = last
+
+    def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
+        if not isinstance(obj, dict):
+            raise ShapeError(f"a line must be a JSON object, not {type(obj).__name__}")
+        kind = obj.get("type")
+        if kind == "assistant":
+            self._assistant(obj)
+        elif kind == "user":
+            self._user(obj)
+        elif kind == "summary":
+            summary = obj.get("summary")
+            if isinstance(summary, str):
+                self._session(obj).title = summary
+        elif kind == "cost-state":
+            self._cost_state(obj)
+        elif isinstance(obj.get("sessionId"), str) and "timestamp" in obj:
+            self._session(obj).see(self._ts(obj))
+
+    def finish(self) -> dict[str, Any]:
+        self._out.sessions = list(self._sessions.values())
+        self._out.calls = list(self._calls.values())
+        self._batch.extend(self._out)
+        return {"last_ts": self._last_ts.isoformat()}
+
+    # -- lines ----------------------------------------------------------------------------------------
+    def _ts(self, obj: dict[str, Any]) -> datetime:
+        ts = parse_ts(obj.get("timestamp"))
+        if ts is None:
+            return self._last_ts
+        self._last_ts = ts
+        return ts
+
+    def _session_id(self, obj: dict[str, Any]) -> str:
+        sid = obj.get("sessionId")
+        return sid if isinstance(sid, str) and sid else self._file_session
+
+    def _session(self, obj: dict[str, Any]) -> TranscriptSession:
+        sid = self._session_id(obj)
+        s = self._sessions.get(sid)
+        if s is None:
+            s = TranscriptSession(agent=CLAUDE_CODE, agent_session_id=sid)
+            if not self._subagent:
+                s.source_path = str(self._path)
+            self._sessions[sid] = s
+        cwd = as_str(obj.get("cwd"))
+        if cwd and s.cwd is None:
+            s.cwd = cwd
+        branch = as_str(obj.get("gitBranch"))
+        if branch:
+            s.branch = branch
+        version = as_str(obj.get("version"))
+        if version:
+            s.agent_version = version
+        return s
+
+    def _common(self, obj: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"uuid": obj.get("uuid")}
+        agent_id = as_str(obj.get("agentId")) or self._file_agent_id
+        if agent_id or obj.get("isSidechain") is True:
+            payload["subagent_id"] = agent_id
+            payload["is_sidechain"] = True
+        return payload
+
+    def _event(
+        self, obj: dict[str, Any], sid: str, index: int, kind: str, ts: datetime, payload: dict[str, Any]
+    ) -> None:
+        uuid = obj.get("uuid")
+        ident = uuid if isinstance(uuid, str) and uuid else f"{ts.isoformat()}:{kind}"
+        self._out.events.append(
+            Event(
+                session_id=sid,
+                kind=kind,
+                ts=ts,
+                payload=payload,
+                event_id=stable_id(CLAUDE_CODE, sid, ident, index),
+            )
+        )
+
+    def _user(self, obj: dict[str, Any]) -> None:
+        message = obj.get("message")
+        if not isinstance(message, dict):
+            raise ShapeError("user line without a message object")
+        content = message.get("content")
+        if not isinstance(content, str | list):
+            raise ShapeError("user message content is neither text nor a list of blocks")
+        session = self._session(obj)
+        ts = self._ts(obj)
+        session.see(ts)
+        if not self.with_events or obj.get("isMeta") is True:
+            return
+        sid = session.agent_session_id
+        cap = self.content_cap
+        if isinstance(content, str):
+            self._event(obj, sid, 0, PROMPT, ts, self._prompt_payload(obj, content))
+            return
+        for i, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            if btype == "tool_result":
+                payload = self._common(obj)
+                payload["tool_use_id"] = block.get("tool_use_id")
+                payload["is_error"] = block.get("is_error") is True
+                payload.update(cap_text(block_text(block.get("content")), cap))
+                self._event(obj, sid, i, TOOL_RESULT, ts, payload)
+            elif btype == "text" and isinstance(block.get("text"), str):
+                self._event(obj, sid, i, PROMPT, ts, self._prompt_payload(obj, block["text"]))
+
+    def _prompt_payload(self, obj: dict[str, Any], text: str) -> dict[str, Any]:
+        payload = self._common(obj)
+        payload.update(cap_text(text, self.content_cap))
+        if isinstance(obj.get("promptId"), str):
+            payload["prompt_id"] = obj["promptId"]
+        source = obj.get("promptSource")
+        if isinstance(source, str):
+            payload["origin"] = source
+        return payload
+
+    def _assistant(self, obj: dict[str, Any]) -> None:
+        message = obj.get("message")
+        if not isinstance(message, dict):
+            raise ShapeError("assistant line without a message object")
+        content = message.get("content")
+        if not isinstance(content, str | list):
+            raise ShapeError("assistant message content is neither text nor a list of blocks")
+        usage_obj = message.get("usage")
+        if usage_obj is not None and not isinstance(usage_obj, dict):
+            raise ShapeError("assistant message usage is not an object")
+        session = self._session(obj)
+        ts = self._ts(obj)
+        session.see(ts)
+        model = as_str(message.get("model"))
+        synthetic = model == SYNTHETIC_MODEL
+        sid = session.agent_session_id
+        if not synthetic:
+            session.add_model(model)
+            if usage_obj is not None:
+                self._call(obj, message, sid, model, ts, usage_obj)
+        if not self.with_events:
+            return
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        cap = self.content_cap
+        for i, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            btype = block.get("type")
+            payload = self._common(obj)
+            payload["message_id"] = message.get("id")
+            if synthetic:
+                payload["synthetic"] = True
+            if btype == "text" and isinstance(block.get("text"), str):
+                payload.update(cap_text(block["text"], cap))
+                self._event(obj, sid, i, RESPONSE, ts, payload)
+            elif btype == "thinking" and isinstance(block.get("thinking"), str) and block["thinking"]:
+                payload["block"] = "thinking"
+                payload.update(cap_text(block["thinking"], cap))
+                self._event(obj, sid, i, RESPONSE, ts, payload)
+            elif btype in ("tool_use", "server_tool_use"):
+                payload["tool_use_id"] = block.get("id")
+                payload["name"] = block.get("name")
+                payload["input"] = cap_value(block.get("input"), cap)
+                if btype == "server_tool_use":
+                    payload["server_tool"] = True
+                self._event(obj, sid, i, TOOL_CALL, ts, payload)
+
+    def _call(
+        self,
+        obj: dict[str, Any],
+        message: dict[str, Any],
+        sid: str,
+        model: str | None,
+        ts: datetime,
+        usage_obj: dict[str, Any],
+    ) -> None:
+        request_id = as_str(obj.get("requestId"))
+        message_id = as_str(message.get("id"))
+        call_id = call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}")
+        call = TranscriptCall(
+            call_id=call_id,
+            session_id=sid,
+            agent=CLAUDE_CODE,
+            provider="anthropic",
+            model=model,
+            ts=ts,
+            usage=Usage.from_anthropic(usage_obj),
+            request_id=request_id,
+            message_id=message_id,
+            cwd=as_str(obj.get("cwd")),
+            git_branch=as_str(obj.get("gitBranch")),
+            subagent_id=as_str(obj.get("agentId")) or self._file_agent_id,
+        )
+        have = self._calls.get(call_id)
+        if have is None:
+            self._calls[call_id] = call
+        else:
+            have.merge(call)
+
+    def _cost_state(self, obj: dict[str, Any]) -> None:
+        cost = obj.get("totalCostUSD")
+        if not isinstance(cost, int | float) or isinstance(cost, bool):
+            raise ShapeError("cost-state without a numeric totalCostUSD")
+        run = obj.get("startTime")
+        self._session(obj).agent_cost_by_run[str(run if run is not None else "")] = float(cost)
+
+
+def iter_claude_code(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    state: StateStore | None = None,
+    env: Mapping[str, str] | None = None,
+    content_cap: int = DEFAULT_CONTENT_CAP,
+    with_events: bool = True,
+) -> Iterator[tuple[Path, ImportBatch]]:
+    """One (file, ImportBatch) per transcript file, so a caller can store and commit file by file
+    without holding a whole history in memory. Calls repeated in several files (a resumed session's
+    file repeats earlier responses) come out once per file with the same `call_id`: upsert them."""
+    parser = ClaudeCodeParser(content_cap=content_cap, with_events=with_events)
+    for f in find_claude_code_files(path, env=env):
+        batch = ImportBatch()
+        read_file(f, parser, batch, state)
+        yield f, batch
+
+
+def import_claude_code(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    state: StateStore | None = None,
+    env: Mapping[str, str] | None = None,
+    content_cap: int = DEFAULT_CONTENT_CAP,
+    with_events: bool = True,
+    progress: Progress | None = None,
+) -> ImportBatch:
+    """Everything new under `path` (default: the Claude Code projects folders) in one batch, sessions
+    and calls merged across files. `progress(file, file_batch)` is called after each file."""
+    total = ImportBatch()
+    for f, batch in iter_claude_code(
+        path, state=state, env=env, content_cap=content_cap, with_events=with_events
+    ):
+        total.extend(batch)
+        if progress is not None:
+            progress(f, batch)
+    return total

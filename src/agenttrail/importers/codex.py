@@ -1,0 +1,506 @@
+"""Codex rollouts: `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<session id>.jsonl`.
+
+`CODEX_HOME` defaults to `~/.codex`; `archived_sessions/` beside `sessions/` is read too. Every line is
+`{"timestamp", "type", "payload"}`:
+
+- `session_meta`: `id` (the session id), `cwd`, `cli_version`, `originator`, `model_provider`, and
+  `git` `{commit_hash, branch, repository_url}`.
+- `turn_context`: `model` and `cwd` for the turn that follows.
+- `response_item`: `message` (role `user` → prompt, `assistant` → response; `developer` messages and
+  the injected `<environment_context>` / `<user_instructions>` / AGENTS.md user messages are skipped),
+  `function_call` (`name`, `arguments` as a JSON string, `call_id`), `function_call_output`
+  (`call_id`, `output`), `custom_tool_call` (`name`, e.g. `apply_patch`, with `input`) and
+  `custom_tool_call_output`, `local_shell_call`, `web_search_call`, `reasoning` (its summary).
+- `event_msg` with `payload.type == "token_count"`: `info.last_token_usage` (the last API response) and
+  `info.total_token_usage` (cumulative for the session), each `{input_tokens, cached_input_tokens,
+  output_tokens, reasoning_output_tokens, total_tokens}`; `info` is null on rate-limit-only updates.
+- `token_usage_record` (newer Codex): one per API response, with the Responses `response_id` and its
+  `usage`. When a file has these they are the calls (one each, keyed by response id, which is also what
+  the gateway sees); `token_count` events are then only a cross-check.
+
+Counting rule for `token_count` (files without `token_usage_record`): Codex writes the same event more
+than once, so an event whose `total_token_usage` equals the previous one's is a repeat and is skipped.
+Otherwise the call's usage is `last_token_usage` (or, if absent, the delta of `total_token_usage`); a
+`last_token_usage` that disagrees with the total's delta is reported in `ImportBatch.warnings`. A call's
+id derives from the event's timestamp and cumulative total, not the file, so copies of one rollout
+count once (as ccusage does).
+
+Codex's `input_tokens` includes `cached_input_tokens` (and `cache_write_input_tokens`, when present),
+and `output_tokens` includes `reasoning_output_tokens`. In agenttrail's convention `input_tokens` is the
+uncached part: `input = input_tokens - cached - cache_write`, `cache_read = cached`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
+from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
+from agenttrail.importers.incremental import StateStore
+from agenttrail.importers.jsonl import ShapeError, read_file
+from agenttrail.importers.records import CODEX, ImportBatch, LineError, TranscriptCall, TranscriptSession
+from agenttrail.usage import Usage
+
+Progress = Callable[[Path, ImportBatch], None]
+
+# (input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_output_tokens)
+RawUsage = tuple[int, int, int, int, int]
+_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+)
+
+# User messages Codex injects itself: context, not prompts.
+_INJECTED_PREFIXES = (
+    "<environment_context>",
+    "<user_instructions>",
+    "<permissions instructions>",
+    "<skills_instructions>",
+    "# AGENTS.md instructions",
+    "<turn_aborted>",
+)
+_EXIT_CODE = re.compile(r"(?:Process exited with code|Exit code:)\s*(-?\d+)")
+_UUID_TAIL = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)
+_RESPONSE_ITEM_TYPES = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "local_shell_call",
+        "web_search_call",
+        "reasoning",
+    }
+)
+
+
+def codex_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    configured = env.get("CODEX_HOME", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".codex"
+
+
+def find_codex_files(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Rollout files under `path` (a file, a sessions folder, or a CODEX_HOME holding `sessions/`), or
+    under `$CODEX_HOME/sessions` and `$CODEX_HOME/archived_sessions`. Sorted."""
+    if path is None:
+        home = codex_home(env)
+        roots = [home / "sessions", home / "archived_sessions"]
+        pattern = "rollout-*.jsonl"
+    else:
+        p = Path(path).expanduser()
+        if p.is_file():
+            return [p]
+        roots = [p / "sessions", p / "archived_sessions"] if (p / "sessions").is_dir() else [p]
+        pattern = "*.jsonl"
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files.extend(f for f in root.rglob(pattern) if f.is_file())
+    return sorted(files)
+
+
+def _int(v: object) -> int:
+    if isinstance(v, bool):
+        return 0
+    if isinstance(v, int):
+        return max(v, 0)
+    if isinstance(v, float):
+        return max(int(v), 0)
+    return 0
+
+
+def raw_usage(u: object) -> RawUsage | None:
+    if not isinstance(u, dict):
+        return None
+    return (
+        _int(u.get(_FIELDS[0])),
+        _int(u.get(_FIELDS[1])),
+        _int(u.get(_FIELDS[2])),
+        _int(u.get(_FIELDS[3])),
+        _int(u.get(_FIELDS[4])),
+    )
+
+
+def usage_from_codex(u: RawUsage) -> Usage:
+    """Codex token usage in agenttrail's convention (input excludes cache reads and writes)."""
+    inp, cached, cache_write, out, reasoning = u
+    cached = min(cached, inp)
+    cache_write = min(cache_write, inp - cached)
+    return Usage(
+        input_tokens=inp - cached - cache_write,
+        cache_read_tokens=cached,
+        cache_write_5m_tokens=cache_write,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+    )
+
+
+def session_id_from_name(path: Path) -> str:
+    m = _UUID_TAIL.search(path.stem)
+    return m.group(1) if m else path.stem
+
+
+class CodexParser:
+    """Parses one Codex rollout file into an ImportBatch (a `jsonl.LineParser`)."""
+
+    def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
+        self.content_cap = content_cap
+        self.with_events = with_events
+        self._batch = ImportBatch()
+        self._out = ImportBatch()
+        self._path = Path()
+        self._sid = ""
+        self._session: TranscriptSession | None = None
+        self._model: str | None = None
+        self._cwd: str | None = None
+        self._branch: str | None = None
+        self._prev_total: RawUsage | None = None
+        self._has_records = False
+        self._record_calls: dict[str, TranscriptCall] = {}
+        self._count_calls: dict[str, TranscriptCall] = {}
+        self._last_ts = datetime.fromtimestamp(0, UTC)
+
+    # -- LineParser -----------------------------------------------------------------------------------
+    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch) -> None:
+        self._path = path
+        self._batch = batch
+        self._out = ImportBatch()
+        self._sid = as_str(carry.get("session_id")) or session_id_from_name(path)
+        self._session = None
+        self._model = as_str(carry.get("model"))
+        self._cwd = as_str(carry.get("cwd"))
+        self._branch = as_str(carry.get("branch"))
+        prev = carry.get("prev_total")
+        self._prev_total = (
+            tuple(_int(x) for x in prev)  # type: ignore[assignment]
+            if isinstance(prev, list) and len(prev) == 5
+            else None
+        )
+        self._has_records = carry.get("has_usage_records") is True
+        self._record_calls = {}
+        self._count_calls = {}
+        last = parse_ts(carry.get("last_ts"))
+        if last is None:
+            try:
+                last = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except OSError:
+                last = datetime.fromtimestamp(0, UTC)
+        self._last_ts = last
+
+    def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
+        if not isinstance(obj, dict):
+            raise ShapeError(f"a line must be a JSON object, not {type(obj).__name__}")
+        kind = obj.get("type")
+        payload = obj.get("payload")
+        if payload is None and "timestamp" not in obj and kind in _RESPONSE_ITEM_TYPES:
+            kind, payload = "response_item", obj  # early Codex: bare response items
+        elif payload is None and kind is None and isinstance(obj.get("id"), str):
+            kind, payload = "session_meta", obj  # early Codex: a bare session header first
+        ts = parse_ts(obj.get("timestamp"))
+        if ts is None:
+            ts = self._last_ts
+        else:
+            self._last_ts = ts
+        if kind == "session_meta":
+            self._session_meta(_obj(payload, kind), ts)
+        elif kind == "turn_context":
+            self._turn_context(_obj(payload, kind), ts)
+        elif kind == "response_item":
+            self._response_item(_obj(payload, kind), ts, raw)
+        elif kind == "event_msg":
+            p = _obj(payload, kind)
+            if p.get("type") == "token_count":
+                self._token_count(p, ts, obj.get("timestamp"), line_no)
+            else:
+                self._sess().see(ts)
+        elif kind == "token_usage_record":
+            self._usage_record(_obj(payload, kind), ts)
+        elif kind is not None:
+            self._sess().see(ts)
+
+    def finish(self) -> dict[str, Any]:
+        calls = self._record_calls if (self._has_records or self._record_calls) else self._count_calls
+        self._out.calls = list(calls.values())
+        if self._session is not None:
+            self._out.sessions.append(self._session)
+        self._batch.extend(self._out)
+        return {
+            "session_id": self._sid,
+            "model": self._model,
+            "cwd": self._cwd,
+            "branch": self._branch,
+            "prev_total": list(self._prev_total) if self._prev_total is not None else None,
+            "has_usage_records": self._has_records or bool(self._record_calls),
+            "last_ts": self._last_ts.isoformat(),
+        }
+
+    # -- records --------------------------------------------------------------------------------------
+    def _sess(self) -> TranscriptSession:
+        if self._session is None:
+            self._session = TranscriptSession(
+                agent=CODEX, agent_session_id=self._sid, cwd=self._cwd, branch=self._branch
+            )
+        return self._session
+
+    def _session_meta(self, p: dict[str, Any], ts: datetime) -> None:
+        sid = as_str(p.get("id"))
+        if sid is None:
+            raise ShapeError("session_meta without an id")
+        if sid != self._sid and self._session is not None:
+            # A second header with a new id (e.g. a fork written into this file): start that session.
+            self._out.sessions.append(self._session)
+            self._session = None
+        self._sid = sid
+        s = self._sess()
+        s.source_path = str(self._path)
+        s.see(parse_ts(p.get("timestamp")) or ts)
+        cwd = as_str(p.get("cwd"))
+        if cwd:
+            self._cwd = cwd
+            s.cwd = cwd
+        s.agent_version = as_str(p.get("cli_version")) or s.agent_version
+        git = p.get("git")
+        if isinstance(git, dict):
+            s.repo_url = as_str(git.get("repository_url")) or s.repo_url
+            s.git_commit = as_str(git.get("commit_hash")) or s.git_commit
+            branch = as_str(git.get("branch"))
+            if branch:
+                s.branch = self._branch = branch
+
+    def _turn_context(self, p: dict[str, Any], ts: datetime) -> None:
+        s = self._sess()
+        s.see(ts)
+        model = as_str(p.get("model"))
+        if model:
+            self._model = model
+            s.add_model(model)
+        cwd = as_str(p.get("cwd"))
+        if cwd:
+            self._cwd = cwd
+            if s.cwd is None:
+                s.cwd = cwd
+
+    def _new_call(self, call_id: str, ts: datetime, usage: Usage, request_id: str | None) -> TranscriptCall:
+        return TranscriptCall(
+            call_id=call_id,
+            session_id=self._sid,
+            agent=CODEX,
+            provider="openai",
+            model=self._model,
+            ts=ts,
+            usage=usage,
+            request_id=request_id,
+            cwd=self._cwd,
+            git_branch=self._branch,
+        )
+
+    def _usage_record(self, p: dict[str, Any], ts: datetime) -> None:
+        u = raw_usage(p.get("usage"))
+        if u is None:
+            raise ShapeError("token_usage_record without a usage object")
+        self._sess().see(ts)
+        response_id = as_str(p.get("response_id"))
+        call_id = (
+            stable_id(CODEX, "response", response_id)
+            if response_id
+            else stable_id(CODEX, "usage_record", ts.isoformat(), *u)
+        )
+        call = self._new_call(call_id, ts, usage_from_codex(u), response_id)
+        have = self._record_calls.get(call_id)
+        if have is None:
+            self._record_calls[call_id] = call
+        else:
+            have.merge(call)
+
+    def _token_count(self, p: dict[str, Any], ts: datetime, raw_ts: object, line_no: int) -> None:
+        self._sess().see(ts)
+        info = p.get("info")
+        if info is None:
+            return  # a rate-limit-only update
+        if not isinstance(info, dict):
+            raise ShapeError("token_count info is not an object")
+        total = raw_usage(info.get("total_token_usage"))
+        last = raw_usage(info.get("last_token_usage"))
+        if total is None and last is None:
+            return
+        prev = self._prev_total
+        if total is not None and total == prev:
+            return  # the same event written again
+        delta: RawUsage | None = None
+        if total is not None:
+            if prev is None:
+                delta = total
+            elif all(t >= q for t, q in zip(total, prev, strict=True)):
+                delta = tuple(t - q for t, q in zip(total, prev, strict=True))  # type: ignore[assignment]
+            self._prev_total = total
+        use = last if last is not None else delta
+        if use is None:
+            return
+        if last is not None and delta is not None and last != delta and prev is not None:
+            self._batch.warnings.append(
+                LineError(
+                    str(self._path),
+                    line_no,
+                    f"token_count last_token_usage {list(last)} differs from the total_token_usage delta "
+                    f"{list(delta)}; used last_token_usage",
+                )
+            )
+        if not any(use):
+            return
+        call_id = stable_id(CODEX, "token_count", str(raw_ts), *(total if total is not None else use))
+        if call_id not in self._count_calls:
+            self._count_calls[call_id] = self._new_call(call_id, ts, usage_from_codex(use), None)
+
+    # -- dialogue -------------------------------------------------------------------------------------
+    def _event(self, kind: str, ts: datetime, payload: dict[str, Any], raw: bytes) -> None:
+        digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        self._out.events.append(
+            Event(
+                session_id=self._sid,
+                kind=kind,
+                ts=ts,
+                payload=payload,
+                event_id=stable_id(CODEX, self._sid, digest),
+            )
+        )
+
+    def _response_item(self, p: dict[str, Any], ts: datetime, raw: bytes) -> None:
+        self._sess().see(ts)
+        if not self.with_events:
+            return
+        itype = p.get("type")
+        cap = self.content_cap
+        payload: dict[str, Any]
+        if itype == "message":
+            role = p.get("role")
+            content = p.get("content")
+            if not isinstance(content, list | str):
+                raise ShapeError("message content is neither text nor a list")
+            text = block_text(content)
+            if role == "user":
+                if text.lstrip().startswith(_INJECTED_PREFIXES):
+                    return
+                self._event(PROMPT, ts, cap_text(text, cap), raw)
+            elif role == "assistant":
+                payload = cap_text(text, cap)
+                payload["model"] = self._model
+                self._event(RESPONSE, ts, payload, raw)
+        elif itype in ("function_call", "custom_tool_call", "local_shell_call", "web_search_call"):
+            payload = {"tool_use_id": p.get("call_id") or p.get("id")}
+            if itype == "function_call":
+                payload["name"] = p.get("name")
+                payload["input"] = cap_value(_maybe_json(p.get("arguments")), cap)
+            elif itype == "custom_tool_call":
+                payload["name"] = p.get("name")
+                payload["input"] = cap_value(p.get("input"), cap)
+                payload["custom"] = True
+            elif itype == "local_shell_call":
+                payload["name"] = "local_shell"
+                payload["input"] = cap_value(p.get("action"), cap)
+            else:
+                payload["name"] = "web_search"
+                payload["input"] = cap_value(p.get("action"), cap)
+            self._event(TOOL_CALL, ts, payload, raw)
+        elif itype in ("function_call_output", "custom_tool_call_output"):
+            text, is_error = _tool_output(p.get("output"))
+            payload = {"tool_use_id": p.get("call_id"), "is_error": is_error}
+            payload.update(cap_text(text, cap))
+            self._event(TOOL_RESULT, ts, payload, raw)
+        elif itype == "reasoning":
+            summary = p.get("summary")
+            text = block_text(summary) if isinstance(summary, list) else ""
+            if text:
+                payload = {"block": "reasoning", "model": self._model}
+                payload.update(cap_text(text, cap))
+                self._event(RESPONSE, ts, payload, raw)
+
+
+def _obj(payload: object, kind: object) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ShapeError(f"{kind} line without a payload object")
+    return payload
+
+
+def _maybe_json(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _tool_output(output: object) -> tuple[str, bool]:
+    """The text of a tool output and whether it failed. Output is a string (newer Codex), a JSON string
+    `{"output", "metadata": {"exit_code"}}` (older), or an object `{"content", "success"}`."""
+    exit_code: int | None = None
+    success: object = None
+    if isinstance(output, str) and output.startswith("{"):
+        parsed = _maybe_json(output)
+        if isinstance(parsed, dict) and "output" in parsed:
+            meta = parsed.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("exit_code"), int):
+                exit_code = meta["exit_code"]
+            output = parsed["output"]
+    if isinstance(output, dict):
+        success = output.get("success")
+        output = output.get("content", output.get("output"))
+    text = block_text(output)
+    if exit_code is None:
+        m = _EXIT_CODE.search(text[:400])
+        if m:
+            exit_code = int(m.group(1))
+    return text, success is False or (exit_code is not None and exit_code != 0)
+
+
+def iter_codex(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    state: StateStore | None = None,
+    env: Mapping[str, str] | None = None,
+    content_cap: int = DEFAULT_CONTENT_CAP,
+    with_events: bool = True,
+) -> Iterator[tuple[Path, ImportBatch]]:
+    """One (file, ImportBatch) per rollout file, so a caller can store and commit file by file."""
+    parser = CodexParser(content_cap=content_cap, with_events=with_events)
+    for f in find_codex_files(path, env=env):
+        batch = ImportBatch()
+        read_file(f, parser, batch, state)
+        yield f, batch
+
+
+def import_codex(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    state: StateStore | None = None,
+    env: Mapping[str, str] | None = None,
+    content_cap: int = DEFAULT_CONTENT_CAP,
+    with_events: bool = True,
+    progress: Progress | None = None,
+) -> ImportBatch:
+    """Everything new under `path` (default: `$CODEX_HOME/sessions`) in one batch, sessions and calls
+    merged across files (copies of a rollout count once). `progress(file, file_batch)` after each file."""
+    total = ImportBatch()
+    for f, batch in iter_codex(path, state=state, env=env, content_cap=content_cap, with_events=with_events):
+        total.extend(batch)
+        if progress is not None:
+            progress(f, batch)
+    return total

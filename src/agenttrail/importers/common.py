@@ -1,0 +1,68 @@
+"""Small helpers the importers share: timestamps, text capping, tool-result text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+DEFAULT_CONTENT_CAP = 16_384  # characters of a prompt, response or tool result kept in an event
+
+
+def parse_ts(value: object) -> datetime | None:
+    """An ISO-8601 timestamp (`2026-05-04T10:00:00.123Z`) or epoch milliseconds, as aware UTC."""
+    if isinstance(value, str) and value:
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def cap_text(text: str, cap: int) -> dict[str, Any]:
+    """`{"text": ...}` capped at `cap` characters, with `truncated` and the original `length` when cut."""
+    if len(text) <= cap:
+        return {"text": text}
+    return {"text": text[:cap], "truncated": True, "length": len(text)}
+
+
+def cap_value(value: Any, cap: int) -> Any:
+    """A JSON value with every string longer than `cap` cut to `cap` characters (tool inputs)."""
+    if isinstance(value, str):
+        return value if len(value) <= cap else value[:cap] + f"…[{len(value) - cap} more characters]"
+    if isinstance(value, dict):
+        return {k: cap_value(v, cap) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cap_value(v, cap) for v in value]
+    return value
+
+
+def block_text(content: object) -> str:
+    """The text of a message or tool-result content: a string, or a list of blocks of which the text
+    blocks are joined and others (images, documents) are named."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict):
+                text = block.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+                elif isinstance(block.get("type"), str):
+                    parts.append(f"[{block['type']}]")
+        return "\n".join(parts)
+    if content is None:
+        return ""
+    return str(content)
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
