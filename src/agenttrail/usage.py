@@ -85,8 +85,12 @@ class Usage:
         cached = _int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0
         reasoning = _int(odet.get("reasoning_tokens")) if isinstance(odet, dict) else 0
         cached = min(cached, prompt)
-        return cls(input_tokens=prompt - cached, cache_read_tokens=cached, output_tokens=out,
-                   reasoning_tokens=reasoning)
+        return cls(
+            input_tokens=prompt - cached,
+            cache_read_tokens=cached,
+            output_tokens=out,
+            reasoning_tokens=reasoning,
+        )
 
 
 def _int(v: object) -> int:

@@ -1,0 +1,60 @@
+"""What every command shares: settings, the store, and turning errors into one clear line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from agenttrail.config import ConfigError, Settings, load_settings
+from agenttrail.store.database import open_engine
+from agenttrail.store.engine import StoreError
+from agenttrail.store.org import DirectoryError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DB_HELP = (
+    "Database URL (sqlite:///PATH or postgresql://…). Default: $AGENTTRAIL_DATABASE_URL or ~/.agenttrail/agenttrail.db."
+)
+CONFIG_HELP = "An agenttrail.toml to read settings from."
+
+
+class UserError(Exception):
+    """An error meant for a person: printed as one line, exit code 1."""
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def friendly(fn: F) -> F:
+    """Known errors become a one-line message; no traceback for a user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, StoreError, DirectoryError, UserError) as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_for(db: str | None = None, config: str | None = None) -> Settings:
+    return load_settings(config_file=config, db=db)
+
+
+def engine_for(db: str | None = None, config: str | None = None) -> Engine:
+    return open_engine(settings_for(db, config).database_url)

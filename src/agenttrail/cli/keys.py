@@ -1,0 +1,101 @@
+"""`agenttrail key create|list|revoke`: virtual keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import typer
+from rich.table import Table
+
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, engine_for, friendly
+from agenttrail.clock import SystemClock
+from agenttrail.store import keys as keystore
+
+
+def _parse_expiry(value: str | None, now: datetime) -> datetime | None:
+    if not value:
+        return None
+    v = value.strip().lower()
+    units = {"d": "days", "h": "hours", "w": "weeks"}
+    if v[-1:] in units and v[:-1].isdigit():
+        return now + timedelta(**{units[v[-1]]: int(v[:-1])})
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"--expires takes a date (2026-12-31), a time (2026-12-31T18:00) or a span (30d, 12h); got {value!r}"
+        ) from None
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def register(app: typer.Typer) -> None:
+    key_app = typer.Typer(
+        help="Virtual keys (sk-at-…): what clients use instead of provider keys.", no_args_is_help=True
+    )
+    app.add_typer(key_app, name="key", rich_help_panel="Organisation")
+
+    @key_app.command("create")
+    @friendly
+    def create(
+        team: str = typer.Option(..., "--team", help="Team the key's calls are billed to."),
+        project: str | None = typer.Option(None, "--project", help="Project the calls are tagged with."),
+        engineer: str | None = typer.Option(None, "--engineer", help="Engineer (email) the key belongs to."),
+        name: str | None = typer.Option(None, "--name", help="A label, e.g. 'ci' or 'alice laptop'."),
+        models: str | None = typer.Option(None, "--models", help="Comma-separated models this key may use."),
+        expires: str | None = typer.Option(None, "--expires", help="Expiry: a date, or a span like 30d."),
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    ) -> None:
+        """Create a virtual key and print it once. Only its hash is stored."""
+        now = SystemClock().now().replace(tzinfo=None)
+        allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        key, info = keystore.create_key(
+            engine_for(db, config),
+            team_name=team,
+            project_name=project,
+            engineer_email=engineer,
+            name=name,
+            allowed_models=allowed,
+            expires_at=_parse_expiry(expires, now),
+            now=now,
+        )
+        print(key)
+        scope = ", ".join(
+            f"{k} {v}" for k, v in (("team", info.team), ("project", info.project), ("engineer", info.engineer)) if v
+        )
+        console.print(
+            f"[dim]key {info.prefix}… for {scope}. It is shown only now: store it safely.[/]", highlight=False
+        )
+
+    @key_app.command("list")
+    @friendly
+    def list_(
+        team: str | None = typer.Option(None, "--team", help="Only this team's keys."),
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    ) -> None:
+        """List keys by prefix (the keys themselves are not stored)."""
+        t = Table("prefix", "name", "team", "project", "engineer", "models", "expires", "status")
+        now = SystemClock().now().replace(tzinfo=None)
+        for k in keystore.list_keys(engine_for(db), team):
+            status = (k.refusal(now) and ("revoked" if k.revoked_at else "expired")) or "active"
+            t.add_row(
+                k.prefix + "…",
+                k.name or "",
+                k.team,
+                k.project or "",
+                k.engineer or "",
+                ",".join(k.allowed_models or ()) or "any",
+                f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "",
+                status,
+            )
+        console.print(t)
+
+    @key_app.command("revoke")
+    @friendly
+    def revoke(
+        key: str = typer.Argument(..., help="The key, or its prefix as `key list` shows it."),
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    ) -> None:
+        """Revoke a key (and the session keys made from it). Gateways stop taking it within seconds."""
+        info = keystore.revoke_key(engine_for(db), key, SystemClock().now().replace(tzinfo=None))
+        console.print(f"revoked {info.prefix}…", highlight=False)

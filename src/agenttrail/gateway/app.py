@@ -1,0 +1,229 @@
+"""The gateway: authenticate, check, govern, forward, price and record one model call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agenttrail.clock import Clock
+from agenttrail.config import Settings
+from agenttrail.gateway.auth import KeyCache
+from agenttrail.gateway.call import Call
+from agenttrail.gateway.errors import GatewayError, error_response
+from agenttrail.gateway.headers import upstream_headers
+from agenttrail.gateway.policy import OpenPolicy, Policy
+from agenttrail.gateway.providers import PROVIDERS
+from agenttrail.gateway.providers.base import Endpoint, Prepared
+from agenttrail.gateway.recorder import Recorder
+from agenttrail.gateway.relay import forward
+from agenttrail.pricing import Pricer
+
+log = logging.getLogger("agenttrail.gateway")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    keys: KeyCache
+    recorder: Recorder
+    pricer: Pricer
+    clock: Clock
+    client: httpx.AsyncClient
+    policy: Policy = field(default_factory=OpenPolicy)
+    observers: list[Any] = field(default_factory=list)  # callables(call) run when a call ends
+
+    def routes(self) -> list[BaseRoute]:
+        out: list[BaseRoute] = []
+        for spec in PROVIDERS.values():
+            for ep in spec.endpoints:
+                out.append(Route(ep.path, self._handler(ep), methods=[ep.method]))
+        return out
+
+    def _handler(self, ep: Endpoint) -> Any:
+        async def handle(request: Request) -> Response:
+            return await self.handle(request, ep)
+
+        handle.__name__ = f"{ep.provider}_{ep.name}"
+        return handle
+
+    # -- one call ---------------------------------------------------------------------------
+
+    async def handle(self, request: Request, ep: Endpoint) -> Response:
+        call = Call(endpoint=ep, started_at=self.clock.now(), t0=time.monotonic())
+        call.client = request.headers.get("user-agent")
+        admitted = False
+        try:
+            call.key = await self.keys.authenticate(request.headers)
+            self._identify(call, request)
+            prepared = await self._prepare(call, request, ep)
+            cached = await self.policy.admit(call)
+            admitted = True
+            if cached is not None:
+                self._finish(call)
+                return cached
+            return await self._forward(call, request, ep, prepared)
+        except GatewayError as e:
+            call.status = e.record_status
+            call.http_status = e.status
+            call.error = e.message
+            if call.key is not None and ep.billable:
+                self._finish(call, settle=admitted)
+            elif admitted:
+                self._finish(call)
+            return error_response(ep.provider, e)
+        except ClientDisconnect:
+            call.status = "client_disconnected"
+            if call.key is not None and ep.billable:
+                self._finish(call, settle=admitted)
+            return Response(status_code=499)
+
+    def _identify(self, call: Call, request: Request) -> None:
+        h = request.headers
+        key = call.key
+        # A session-scoped key fixes the session; a header cannot move its calls elsewhere.
+        call.session_id = (key.session_id if key else None) or h.get("x-agenttrail-session") or None
+        call.agent_session_id = h.get("x-claude-code-session-id") or h.get("session-id") or None
+        call.tags = _parse_tags(h.get("x-agenttrail-tags"))
+
+    async def _prepare(self, call: Call, request: Request, ep: Endpoint) -> Prepared:
+        spec = PROVIDERS[ep.provider]
+        if ep.method == "GET":
+            return Prepared(body=b"", stream=False, model=None)
+        ctype = request.headers.get("content-type", "")
+        if "json" not in ctype.lower():
+            raise GatewayError(
+                415,
+                f"the request body must be JSON (Content-Type: application/json), got {ctype or 'none'!r}",
+                record_status="invalid_request",
+                retry=False,
+            )
+        raw = await _read_limited(request, self.settings.max_body_bytes)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise GatewayError(
+                400, f"the request body is not valid JSON: {e}", record_status="invalid_request", retry=False
+            ) from None
+        if not isinstance(body, dict):
+            raise GatewayError(
+                400, "the request body must be a JSON object", record_status="invalid_request", retry=False
+            )
+        prepared = spec.prepare(ep, raw, body)
+        call.body = body
+        call.stream = prepared.stream
+        call.model_requested = prepared.model
+        call.model = prepared.model
+        allowed = call.key.allowed_models if call.key else None
+        if allowed and prepared.model not in allowed:
+            raise GatewayError(
+                403,
+                f"this key may not use model {prepared.model!r}; allowed: {', '.join(allowed)}",
+                code="model_not_allowed",
+                record_status="refused",
+                retry=False,
+            )
+        return prepared
+
+    async def _forward(self, call: Call, request: Request, ep: Endpoint, prepared: Prepared) -> Response:
+        spec = PROVIDERS[ep.provider]
+        upstream = self.settings.upstream(ep.provider)
+        if not upstream.api_key:
+            raise GatewayError(
+                502,
+                f"the gateway has no {ep.provider} credential configured "
+                f"({'ANTHROPIC_API_KEY' if ep.provider == 'anthropic' else 'OPENAI_API_KEY'} on the server)",
+                record_status="error",
+                retry=False,
+            )
+        if call.model and call.model != call.model_requested and call.body is not None:
+            prepared.body = orjson.dumps(dict(call.body, model=call.model))
+        url = spec.upstream_url(upstream.base_url, request.url.path, request.url.query)
+        headers = upstream_headers(request.headers.items(), spec.auth_headers(upstream.api_key))
+        return await forward(self.client, spec, call, prepared, ep.method, url, headers, self._finish)
+
+    def _finish(self, call: Call, settle: bool = True) -> None:
+        """The call is over: price it, record it, tell governance. Never raises."""
+        try:
+            call.ended_at = self.clock.now()
+            call.latency_ms = (time.monotonic() - call.t0) * 1000.0
+            if call.endpoint.billable and not call.cache_hit:
+                price = self.pricer.price(call.provider, call.model, call.usage)
+                call.cost_usd = price.cost_usd
+                call.price_source = price.source
+            if call.endpoint.billable:
+                self.recorder.add(call.row())
+            for obs in self.observers:
+                obs(call)
+        except Exception:  # recording must never break the answer already sent
+            log.exception("could not record call %s", call.call_id)
+        if settle:
+            self._settle_later(call)
+
+    def _settle_later(self, call: Call) -> None:
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.policy.settle(call))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[Any] = set()
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(
+            413,
+            f"the request body is {int(declared)} bytes; this gateway takes at most {limit}",
+            record_status="invalid_request",
+            retry=False,
+        )
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(
+                413,
+                f"the request body is over this gateway's limit of {limit} bytes",
+                record_status="invalid_request",
+                retry=False,
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _parse_tags(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {"tags": value[:200]}
+        return {str(k)[:100]: str(v)[:200] for k, v in obj.items()} if isinstance(obj, dict) else None
+    tags: dict[str, str] = {}
+    for part in value.split(","):
+        k, sep, v = part.partition("=")
+        if k.strip():
+            tags[k.strip()[:100]] = v.strip()[:200] if sep else ""
+    return tags or None
+
+
+async def probe(request: Request) -> Response:
+    """Claude Code probes `HEAD /` (and some clients `GET /`) before calling."""
+    return PlainTextResponse("agenttrail gateway\n")

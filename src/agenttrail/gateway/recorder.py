@@ -1,0 +1,90 @@
+"""Writes call records in batches from a background task, so no request waits on the database.
+
+A stopping server flushes what it holds. If the database is briefly unavailable, records are
+kept and retried; past `max_pending` the oldest are dropped and counted, because an unbounded
+buffer would take the gateway down with the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import Engine
+
+from agenttrail.store.tables import llm_call
+
+log = logging.getLogger("agenttrail.recorder")
+
+Listener = Callable[[list[dict[str, Any]]], None]
+
+
+class Recorder:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int = 500,
+        interval_s: float = 0.5,
+        max_pending: int = 200_000,
+    ) -> None:
+        self._engine = engine
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._max_pending = max_pending
+        self._pending: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dropped = 0
+        self.written = 0
+        self.listeners: list[Listener] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Synchronous and cheap: safe to call from a cancelled stream's cleanup."""
+        self._pending.append(row)
+        if len(self._pending) > self._max_pending:
+            over = len(self._pending) - self._max_pending
+            del self._pending[:over]
+            self.dropped += over
+            log.error("dropped %d call records: the database has not accepted writes", over)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="agenttrail-recorder")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._batch_size]
+            await to_thread.run_sync(self._write, batch)
+            del self._pending[: len(batch)]
+            self.written += len(batch)
+            for listener in self.listeners:
+                listener(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(llm_call.insert(), batch)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as e:  # the database is down or locked: keep the records, try again
+                log.warning("could not write %d call records yet: %s", len(self._pending), e)
+                await asyncio.sleep(min(self._interval_s * 4, 5.0))

@@ -1,0 +1,166 @@
+"""Forwarding to the configured upstream: bodies unchanged, streams relayed event by event."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from agenttrail.gateway.call import Call
+from agenttrail.gateway.errors import GatewayError, stream_error_event
+from agenttrail.gateway.headers import client_headers
+from agenttrail.gateway.providers.base import Prepared, ProviderSpec
+from agenttrail.gateway.sse import SSESplitter
+
+Finish = Callable[[Call], None]
+
+
+def _connect_error(provider: str, url: str, e: Exception) -> GatewayError:
+    if isinstance(e, httpx.TimeoutException):
+        return GatewayError(
+            504,
+            f"the {provider} upstream did not answer in time ({type(e).__name__}); try again later",
+            record_status="upstream_timeout",
+            retry=True,
+        )
+    return GatewayError(
+        502,
+        f"the gateway cannot reach the {provider} upstream ({type(e).__name__}: {e}); "
+        "the service may be down or the upstream base URL misconfigured",
+        record_status="upstream_unreachable",
+        retry=True,
+    )
+
+
+async def forward(
+    client: httpx.AsyncClient,
+    spec: ProviderSpec,
+    call: Call,
+    prepared: Prepared,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    finish: Finish,
+) -> Response:
+    """Send the call upstream and return the client's response. `finish(call)` runs exactly once,
+    when the call is over (for a stream: when it ends, fails, or the client goes away)."""
+    req = client.build_request(method, url, headers=headers, content=prepared.body if method != "GET" else None)
+    try:
+        upstream = await client.send(req, stream=True)
+    except httpx.HTTPError as e:
+        raise _connect_error(spec.name, url, e) from None
+    call.http_status = upstream.status_code
+    call.request_id = spec.request_id(upstream.headers)
+    ctype = upstream.headers.get("content-type", "")
+    if not (prepared.stream and upstream.status_code == 200 and ctype.startswith("text/event-stream")):
+        return await _whole(spec, call, upstream, finish)
+    return StreamingResponse(
+        _stream(spec, call, prepared, upstream, finish),
+        status_code=upstream.status_code,
+        headers=client_headers(upstream.headers.items()),
+        media_type=None,
+    )
+
+
+async def _whole(spec: ProviderSpec, call: Call, upstream: httpx.Response, finish: Finish) -> Response:
+    try:
+        content = await upstream.aread()
+    except httpx.HTTPError as e:
+        await upstream.aclose()
+        raise GatewayError(
+            504 if isinstance(e, httpx.TimeoutException) else 502,
+            f"the {spec.name} upstream broke off its answer ({type(e).__name__})",
+            record_status="upstream_timeout" if isinstance(e, httpx.TimeoutException) else "upstream_error",
+            retry=True,
+        ) from None
+    finally:
+        await upstream.aclose()
+    _mark_first_byte(call)
+    parsed: Any = None
+    if content[:1] in (b"{", b"["):
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            parsed = None
+    if upstream.status_code < 400:
+        usage, model = spec.read_body(call.endpoint, parsed)
+        if usage is not None:
+            call.usage = usage
+        call.model = model or call.model
+        call.status = "ok" if parsed is not None or not call.endpoint.billable else "upstream_bad_body"
+        if call.status != "ok":
+            call.error = "upstream answered with a body that is not JSON"
+    else:
+        call.status = "upstream_error"
+        call.error = _error_message(parsed, content)
+    finish(call)
+    return Response(content, status_code=upstream.status_code, headers=client_headers(upstream.headers.items()))
+
+
+def _error_message(parsed: Any, content: bytes) -> str:
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return f"{err.get('type', 'error')}: {err['message']}"
+    return content[:500].decode("utf-8", "replace")
+
+
+def _mark_first_byte(call: Call) -> None:
+    if call.ttft_ms is None:
+        call.ttft_ms = (time.monotonic() - call.t0) * 1000.0
+
+
+async def _stream(
+    spec: ProviderSpec, call: Call, prepared: Prepared, upstream: httpx.Response, finish: Finish
+) -> AsyncIterator[bytes]:
+    observer = spec.observer(call.endpoint, prepared)
+    splitter = SSESplitter()
+    ended = False
+    try:
+        try:
+            async for chunk in upstream.aiter_raw():
+                events = splitter.feed(chunk)
+                if not events:
+                    continue
+                out = [ev.raw for ev in events if observer.on_event(ev)]
+                if observer.garbled:
+                    call.status = "upstream_bad_stream"
+                    call.error = observer.error
+                    yield b"".join(out) + stream_error_event(
+                        spec.name, f"agenttrail gateway: {observer.error}; the answer was cut off"
+                    )
+                    ended = True
+                    return
+                if out:
+                    _mark_first_byte(call)
+                    yield out[0] if len(out) == 1 else b"".join(out)
+        except httpx.HTTPError as e:
+            timeout = isinstance(e, httpx.TimeoutException)
+            call.status = "upstream_timeout" if timeout else "upstream_error"
+            call.error = f"the upstream stream broke off: {type(e).__name__}"
+            yield stream_error_event(spec.name, f"agenttrail gateway: {call.error}")
+            ended = True
+            return
+        if not observer.complete:
+            call.status = "upstream_incomplete"
+            call.error = "the upstream stream ended before its final event"
+            yield stream_error_event(spec.name, f"agenttrail gateway: {call.error}")
+        else:
+            call.status = "upstream_error" if observer.error else "ok"
+            call.error = observer.error
+        ended = True
+    finally:
+        if not ended:
+            # A client may hang up right after the final event (the OpenAI SDK does after [DONE]).
+            call.status = ("upstream_error" if observer.error else "ok") if observer.complete else "client_disconnected"
+            call.error = call.error or observer.error
+        call.usage = observer.usage
+        call.model = observer.model or call.model
+        with anyio.CancelScope(shield=True):
+            await upstream.aclose()
+        finish(call)

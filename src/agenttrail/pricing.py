@@ -1,0 +1,125 @@
+"""The cost of a usage record: genai-prices, with organisation price overrides on top.
+
+Prices are resolved once per (provider, model) and kept, so pricing a call on the gateway's
+path costs a dictionary lookup plus the arithmetic. Every price says where it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, version
+
+from genai_prices import Usage as GPUsage
+from genai_prices import calc_price
+from genai_prices.types import ModelPrice
+
+from agenttrail.config import PriceOverride
+from agenttrail.usage import Usage
+
+_ATTR = {
+    "input": "input_mtok",
+    "cache_read": "cache_read_mtok",
+    "cache_write": "cache_write_mtok",
+    "cache_write_1h": "cache_write_1h_mtok",
+    "output": "output_mtok",
+}
+NANOS = Decimal(1_000_000_000)
+
+try:
+    GENAI_PRICES_VERSION = version("genai-prices")
+except PackageNotFoundError:  # pragma: no cover - only in a broken install
+    GENAI_PRICES_VERSION = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    cost_usd: Decimal
+    source: str
+    known: bool = True
+
+    @property
+    def cost_nanos(self) -> int:
+        return int((self.cost_usd * NANOS).to_integral_value())
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    model_price: ModelPrice | None
+    source: str
+
+
+def to_genai_usage(u: Usage) -> GPUsage:
+    # genai-prices counts input_tokens as the whole prompt, cache reads and writes included.
+    return GPUsage(
+        input_tokens=u.prompt_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        cache_write_1h_tokens=u.cache_write_1h_tokens,
+        output_tokens=u.output_tokens,
+    )
+
+
+class Pricer:
+    def __init__(self, overrides: tuple[PriceOverride, ...] = ()) -> None:
+        self._overrides = {(o.provider, o.model): o for o in overrides}
+        self._cache: dict[tuple[str, str], _Resolved] = {}
+        self._lock = threading.Lock()
+
+    def _override_for(self, provider: str, model: str) -> PriceOverride | None:
+        return self._overrides.get((provider, model)) or self._overrides.get((None, model))
+
+    def _resolve(self, provider: str, model: str) -> _Resolved:
+        key = (provider, model)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        base: ModelPrice | None = None
+        source = f"unknown model {provider}/{model}"
+        try:
+            calc = calc_price(GPUsage(input_tokens=0, output_tokens=0), model, provider_id=provider)
+        except LookupError:
+            calc = None
+        if calc is not None:
+            base = calc.model_price
+            source = f"genai-prices {GENAI_PRICES_VERSION} {calc.provider.id}/{calc.model.id}"
+        override = self._override_for(provider, model)
+        if override is not None:
+            mp = copy.copy(base) if base is not None else ModelPrice()
+            for cls, rate in override.per_mtok.items():
+                object.__setattr__(mp, _ATTR[cls], rate)
+            if base is None:
+                for attr in _ATTR.values():
+                    if not hasattr(mp, attr):
+                        object.__setattr__(mp, attr, None)
+            base = mp
+            classes = ",".join(sorted(override.per_mtok))
+            source = f"{source}; override {classes}" if calc is not None else f"override {classes} for {model}"
+        resolved = _Resolved(base, source)
+        with self._lock:
+            self._cache[key] = resolved
+        return resolved
+
+    def price(self, provider: str, model: str | None, usage: Usage) -> Price:
+        if not model:
+            return Price(Decimal(0), "no model reported", known=False)
+        resolved = self._resolve(provider, model)
+        if resolved.model_price is None:
+            return Price(Decimal(0), resolved.source, known=False)
+        total = resolved.model_price.calc_price(to_genai_usage(usage))["total_price"]
+        return Price(Decimal(total), resolved.source)
+
+    def output_price_per_token(self, provider: str, model: str) -> Decimal:
+        """The base output rate, for reserving a call's worst case before it runs."""
+        mp = self._resolve(provider, model).model_price
+        rate = getattr(mp, "output_mtok", None) if mp is not None else None
+        base = getattr(rate, "base", rate)
+        return Decimal(base or 0) / Decimal(1_000_000)
+
+    def input_price_per_token(self, provider: str, model: str) -> Decimal:
+        mp = self._resolve(provider, model).model_price
+        rate = getattr(mp, "input_mtok", None) if mp is not None else None
+        base = getattr(rate, "base", rate)
+        return Decimal(base or 0) / Decimal(1_000_000)

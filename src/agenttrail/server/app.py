@@ -1,0 +1,143 @@
+"""`agenttrail serve`: gateway, ingest, query and UI in one ASGI app.
+
+State lives in objects made here and passed explicitly; importing this module does no work.
+Other parts add routes through `extra_routes` and start/stop hooks through `Services`
+(see `agenttrail.server.parts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agenttrail.clock import Clock, SystemClock
+from agenttrail.config import Settings
+from agenttrail.gateway.app import Gateway, probe
+from agenttrail.gateway.auth import KeyCache
+from agenttrail.gateway.policy import OpenPolicy, Policy
+from agenttrail.gateway.recorder import Recorder
+from agenttrail.pricing import Pricer
+from agenttrail.store.database import open_engine
+
+log = logging.getLogger("agenttrail.server")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    """Everything the server's parts share, made once per app."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    pricer: Pricer
+    keys: KeyCache
+    recorder: Recorder
+    gateway: Gateway
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    policy: Policy | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Services:
+    engine = engine or open_engine(settings.database_url)
+    clock = clock or SystemClock()
+    pricer = Pricer(settings.price_overrides)
+    keys = KeyCache(engine, clock)
+    recorder = Recorder(engine, batch_size=settings.record_batch_size, interval_s=settings.record_flush_interval_s)
+    timeout = httpx.Timeout(
+        connect=settings.upstream_connect_timeout_s,
+        read=settings.upstream_read_timeout_s,
+        write=settings.upstream_read_timeout_s,
+        pool=settings.upstream_connect_timeout_s,
+    )
+    client = httpx.AsyncClient(
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        transport=transport,
+        follow_redirects=False,
+    )
+    gateway = Gateway(
+        settings=settings,
+        keys=keys,
+        recorder=recorder,
+        pricer=pricer,
+        clock=clock,
+        client=client,
+        policy=policy or OpenPolicy(),
+    )
+    return Services(settings, engine, clock, pricer, keys, recorder, gateway)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    extra_routes: list[BaseRoute] | None = None,
+) -> Starlette:
+    svc = services or build_services(settings)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            with svc.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as e:
+            return JSONResponse({"status": "error", "database": str(e)[:200]}, status_code=503)
+        return JSONResponse({"status": "ok", "pending_records": len(svc.recorder._pending)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await svc.recorder.start()
+        for hook in svc.on_startup:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in svc.on_shutdown:
+                await hook()
+            await svc.recorder.stop()
+            await svc.gateway.client.aclose()
+
+    routes: list[BaseRoute] = [
+        Route("/", probe, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        *svc.gateway.routes(),
+        *(extra_routes or []),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})
+    app.state.services = svc
+    return app
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {
+        "type": "error",
+        "error": {"type": "api_error", "message": f"agenttrail internal error: {type(exc).__name__}"},
+    }
+    if not request.url.path.startswith("/v1/messages"):
+        body = {
+            "error": {
+                "message": f"agenttrail internal error: {type(exc).__name__}",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    return JSONResponse(body, status_code=500)
