@@ -33,9 +33,22 @@ SESSION_END: Final = "session_end"
 
 KINDS: Final = frozenset(
     {
-        EXEC, FILE_READ, FILE_WRITE, FILE_CREATE, FILE_DELETE, FILE_RENAME, NET_CONNECT,
-        PACKAGE_INSTALL, PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, LLM_CALL, COMMIT,
-        SESSION_START, SESSION_END,
+        EXEC,
+        FILE_READ,
+        FILE_WRITE,
+        FILE_CREATE,
+        FILE_DELETE,
+        FILE_RENAME,
+        NET_CONNECT,
+        PACKAGE_INSTALL,
+        PROMPT,
+        RESPONSE,
+        TOOL_CALL,
+        TOOL_RESULT,
+        LLM_CALL,
+        COMMIT,
+        SESSION_START,
+        SESSION_END,
     }
 )
 

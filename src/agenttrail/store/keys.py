@@ -11,7 +11,6 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import Engine, Select, select, update
