@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agenttrail.events import Event
+from agenttrail.tracer.strace_parser import PreexistingFiles, TraceConfig
+from agenttrail.tracer.supervisor import (
+    TRACED_SYSCALLS,
+    Supervisor,
+    run_traced,
+    strace_argv,
+    strace_problem,
+)
+
+
+def _wait_for(q: queue.Queue[Event], pred, deadline_s: float = 20.0) -> Event:
+    """The first queued event matching `pred`, waiting at most `deadline_s` (never a fixed sleep)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("no matching event before the deadline")
+        try:
+            e = q.get(timeout=remaining)
+        except queue.Empty as exc:
+            raise AssertionError("no matching event before the deadline") from exc
+        if pred(e):
+            return e
+
+
+def test_argv_is_the_documented_one() -> None:
+    argv = strace_argv(["claude", "-p", "x"], "/run/t/fifo")
+    assert argv[:8] == ["strace", "-f", "-qq", "--seccomp-bpf", "-ttt", "-s", "4096", "-yy"]
+    assert argv[argv.index("-o") + 1] == "/run/t/fifo"
+    assert argv[-4:] == ["--", "claude", "-p", "x"]
+    traced = argv[argv.index("-e", argv.index("signal=none")) + 1]
+    assert traced == "trace=" + ",".join(TRACED_SYSCALLS)
+    assert {"execve", "openat2", "renameat2", "connect", "clone3", "exit_group"} <= set(TRACED_SYSCALLS)
+
+
+def test_events_stream_while_the_command_runs(strace: str, tmp_path: Path) -> None:
+    q: queue.Queue[Event] = queue.Queue()
+    before = PreexistingFiles((str(tmp_path),), frozenset())
+    sup = Supervisor(
+        ["bash", "-c", "echo one > first.txt; read line; echo two > second.txt"],
+        session_id="s1",
+        config=TraceConfig(str(tmp_path)),
+        on_event=q.put,
+        existed_before=before,
+        stdin=subprocess.PIPE,
+    )
+    sup.start()
+    first = _wait_for(q, lambda e: e.kind == "file_create")
+    # The command is still blocked on `read`: the event came from the live stream, not afterwards.
+    assert sup.process is not None and sup.process.poll() is None
+    assert first.payload["rel_path"] == "first.txt"
+    assert first.session_id == "s1"
+    assert sup.process.stdin is not None
+    sup.process.stdin.write(b"go\n")
+    sup.process.stdin.close()
+    assert sup.wait(timeout=30) == 0
+    second = _wait_for(q, lambda e: e.kind == "file_create", deadline_s=1)
+    assert second.payload["rel_path"] == "second.txt"
+    assert not os.path.exists(os.path.dirname(sup.fifo))  # the tracer's own files are gone
+
+
+def test_exit_code_passes_through(strace: str, tmp_path: Path) -> None:
+    result = run_traced(["bash", "-c", "exit 3"], session_id="s", config=TraceConfig(str(tmp_path)))
+    assert result.exit_code == 3
+    assert [e.kind for e in result.events] == ["exec"]
+    assert result.lines > 0
+
+
+def test_signal_reaches_the_agent_and_becomes_128_plus_n(strace: str, tmp_path: Path) -> None:
+    q: queue.Queue[Event] = queue.Queue()
+    sup = Supervisor(["sleep", "30"], session_id="s", config=TraceConfig(str(tmp_path)), on_event=q.put)
+    sup.start()
+    _wait_for(q, lambda e: e.kind == "exec")
+    started = time.monotonic()
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(timeout=20) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 10
+
+
+def test_a_failing_callback_does_not_stall_the_trace(strace: str, tmp_path: Path) -> None:
+    seen: list[Event] = []
+
+    def flaky(e: Event) -> None:
+        seen.append(e)
+        if len(seen) == 1:
+            raise ValueError("outbox full")
+
+    sup = Supervisor(
+        ["bash", "-c", "echo a > a; echo b > b"], session_id="s", config=TraceConfig(str(tmp_path)), on_event=flaky
+    )
+    sup.start()
+    with pytest.raises(RuntimeError, match="on_event failed"):
+        sup.wait(timeout=30)
+    assert len(seen) == 3  # exec, then both writes, despite the first failure
+
+
+def test_a_command_that_cannot_start_ends_cleanly(strace: str, tmp_path: Path) -> None:
+    result = run_traced(
+        ["/nonexistent/agent"], session_id="s", config=TraceConfig(str(tmp_path)), stderr=subprocess.DEVNULL
+    )
+    assert result.exit_code != 0
+    assert result.events == []
+
+
+def test_problem_reports() -> None:
+    assert "not installed" in (strace_problem("agenttrail-no-such-strace") or "")
+    with pytest.raises(ValueError):
+        Supervisor([], session_id="s", config=TraceConfig("/tmp"))
+
+
+def test_strace_problem_is_none_where_strace_works(strace: str) -> None:
+    assert strace_problem(strace) is None
