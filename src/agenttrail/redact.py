@@ -1,0 +1,331 @@
+"""Redact known secret shapes from text before it is stored.
+
+Prompts, responses, commands and diffs can hold credentials. Every string the tracer, the importers
+or the gateway store goes through `redact_text` (or `redact_obj` for JSON-like payloads), which
+replaces each secret with a typed placeholder such as ``[REDACTED:github_token]`` and leaves the
+surrounding text as it was. The shapes are listed in docs/redaction.md.
+
+Speed and safety: this runs on every stored prompt, so each rule is a separate pattern compiled once
+and run as its own pass. Patterns start with a literal where they can (a leading ``\\b`` would turn
+off the regex engine's fast literal search, so word boundaries are lookbehinds placed after the
+literal), and every repetition that is followed by something it could have consumed is bounded
+or possessive, so matching stays linear in the input (tests/test_redact.py checks adversarial inputs).
+Case-insensitive rules match on the lowercased text and map the span back, because an IGNORECASE
+pattern loses the literal search and is ~10x slower. Earlier passes replace specific token shapes;
+later context passes (``NAME=value``, ``Authorization:``) skip values that are already placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+PREFIX = "[REDACTED:"
+
+
+def placeholder(kind: str) -> str:
+    return f"{PREFIX}{kind}]"
+
+
+Check = Callable[[str, "re.Match[str]", str], "str | None"]
+"""(original text, match, kind) -> the kind to write, or None to leave the match as it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    kind: str
+    pattern: re.Pattern[str]
+    needles: tuple[str, ...]  # lowercase literals one of which every match contains: skip the pass cheaply
+    fold: bool = False  # match on the lowercased text
+    check: Check | None = None
+    folded: re.Pattern[str] | None = None  # IGNORECASE twin, for the rare text whose lowercase is longer
+
+
+_W = r"[A-Za-z0-9_]"  # a word character, for the boundary lookbehinds
+_REFERENCE = ("$", PREFIX.lower(), "<", "{", "%", "*", "#", "arn:", "...", "\u2026", "xxx")
+_NOT_SECRET = frozenset({"null", "none", "nil", "true", "false", "~", "undefined", "str", "bytes", "string"})
+_CODE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_UPPER_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+_WORDISH = re.compile(r"[A-Za-z_\- ]+")  # `"your-password"`, `"Invalid token"`
+
+
+def _value(text: str, m: re.Match[str]) -> tuple[str, bool]:
+    v = text[m.start("v") : m.end("v")]
+    quoted = v[:1] in "\"'\\"
+    return v.strip("\"'\\"), quoted
+
+
+def _is_reference(s: str) -> bool:
+    """A value that names or templates a secret rather than holding one ($VAR, ${{…}}, <token>, None)."""
+    low = s.lower()
+    return not s or low.startswith(_REFERENCE) or low in _NOT_SECRET
+
+
+def _random_like(s: str) -> bool:
+    """Random credentials mix classes; words, css names and identifiers mostly do not."""
+    return any(c.isdigit() for c in s) and any(c.islower() for c in s) and any(c.isupper() for c in s)
+
+
+def _check_openai(text: str, m: re.Match[str], kind: str) -> str | None:
+    body = m.group(0)[3:]
+    if body.startswith(("proj-", "svcacct-", "admin-", "None-")) or _random_like(body):
+        return kind
+    return None
+
+
+def _check_anthropic(text: str, m: re.Match[str], kind: str) -> str | None:
+    return "anthropic_admin_key" if m.group(0).startswith("sk-ant-admin") else kind
+
+
+def _check_jwt(text: str, m: re.Match[str], kind: str) -> str | None:
+    parts = m.group(0).split(".")
+    if len(parts) >= 2 and len(parts[0]) >= 10 and len(parts[1]) >= 10:
+        return kind if parts[1].startswith("eyJ") or len(parts) == 5 else None
+    return None
+
+
+def _check_pem(text: str, m: re.Match[str], kind: str) -> str | None:
+    # A header alone is prose about keys ("your file has '-----BEGIN RSA PRIVATE KEY-----'").
+    body = m.group("body")
+    return kind if m.group("end") or sum(not c.isspace() for c in body[:64]) >= 16 else None
+
+
+def _check_plain(text: str, m: re.Match[str], kind: str) -> str | None:
+    return None if _is_reference(_value(text, m)[0]) else kind
+
+
+def _check_bearer(text: str, m: re.Match[str], kind: str) -> str | None:
+    s = m.group("v")
+    ok = len(s) >= 20 or (len(s) >= 8 and any(c.isdigit() for c in s) and any(c.isalpha() for c in s))
+    return kind if ok else None
+
+
+def _looks_like_code(s: str) -> bool:
+    """An unquoted value that reads as code or a label: `self.token`, `getpass()`, `58`, `Username:`."""
+    s = s.rstrip("=")
+    if any(c in "()[]{}<>*" for c in s) or (s.isdigit() and len(s) < 8) or s.endswith(":"):
+        return True
+    return bool(_CODE_PATH.fullmatch(s)) and ("." in s or not any(c.isdigit() for c in s))
+
+
+def _check_auth_header(text: str, m: re.Match[str], kind: str) -> str | None:
+    s, _ = _value(text, m)
+    scheme = m.group("scheme")
+    if _is_reference(s) or len(s) < 6 or (scheme is None and _looks_like_code(s)):
+        return None
+    if scheme == "basic":
+        return "basic_auth"
+    return kind if m.group("name") == "authorization" else "api_key"
+
+
+def _check_env(text: str, m: re.Match[str], kind: str) -> str | None:
+    # The pattern starts at the name's suffix; walk back (bounded) to see the whole name is env-style.
+    i = m.start()
+    while i > 0 and m.start() - i < 64 and text[i - 1] in _NAME_CHARS:
+        i -= 1
+    name = text[i : m.start()] + m.group("suffix")
+    if not _UPPER_NAME.fullmatch(name) or name.endswith("PUBLIC_KEY") or text[i - 1 : i] == ".":
+        return None  # `Oid.EC_PUBLIC_KEY: …` is code, and a public key is no secret
+    s, _ = _value(text, m)
+    if m.group("sep") == ":":  # YAML, or as likely a dict entry or an annotation: judge as `name: value`
+        return _check_named(text, m, kind)
+    return None if _is_reference(s) or "[" in s or "(" in s else kind
+
+
+def _check_named(text: str, m: re.Match[str], kind: str) -> str | None:
+    raw = m.group("v")
+    s, quoted = _value(text, m)
+    if _is_reference(s) or len(s) < (4 if quoted else 6):  # `accesskey="P"`, `{token:02x}`
+        return None
+    if quoted:
+        # An unclosed or space-padded "value" is the end of a string literal that merely mentions
+        # the name: `getpass('Password: ')`, `print("token=" + repr(t))`. Words, identifiers and
+        # masks are not credentials; neither is text with spaces (`'RFC 2518'`).
+        opener = raw[: 2 if raw.startswith("\\") else 1]
+        closed = len(raw) >= 2 * len(opener) and raw.endswith(opener)
+        plain = not any(c.isspace() for c in s) and not _WORDISH.fullmatch(s) and "**" not in s  # masked
+        return kind if closed and plain else None
+    if _looks_like_code(s):
+        return None
+    # `private_key: PKCS7PrivateKeyTypes,` is an annotation, `{token: tok2}` a dict entry.
+    after = text[m.end() : m.end() + 2]
+    if m.group("sep") == ":" and _CODE_PATH.fullmatch(s) and (after[:1] in ",)=}" or after == " ="):
+        return None
+    return kind
+
+
+def _r(kind: str, pattern: str, needles: str, fold: bool = False, check: Check | None = None) -> _Rule:
+    """`needles`: space-separated lowercase literals, one of which every match contains."""
+    folded = re.compile(pattern, re.IGNORECASE) if fold else None
+    return _Rule(kind, re.compile(pattern), tuple(needles.split()), fold, check, folded)
+
+
+# Values: a quoted string (escapes allowed) or a bare word. Possessive, so a failed match never rescans.
+# `"a\"b"` is one JSON string; in JSON inside a JSON string (tool arguments) `\"` closes it instead.
+_QUOTED = r"\"(?:[^\"\\\n]|\\.)*+\"?|\\\"(?:[^\"\\\n]|\\[^\"\n])*+(?:\\\")?|'[^'\n]*+'?"
+_ENV_VALUE = rf"(?P<v>{_QUOTED}|[^\s\"'`;&|,)\]}}]++)"
+_NAMED_VALUE = rf"(?P<v>{_QUOTED}|[^\s\"'`,;&)\]}}=]++=*+)"
+_Q = r"(?:\\?[\"'])?"  # an optional (possibly JSON-escaped) quote around names and values
+_TOKEN = r"[A-Za-z0-9_\-]"
+
+_RULES: tuple[_Rule, ...] = (
+    _r(
+        "private_key",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?P<body>(?:(?!-----END)[A-Za-z0-9+/=:,\-\s\\])*+)"  # base64, Proc-Type/DEK-Info, JSON \n
+        r"(?P<end>-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
+        "-----begin",
+        check=_check_pem,
+    ),
+    # Consumes the whole dotted run (always succeeds, so never rescans); the check decides.
+    _r("jwt", rf"eyJ(?<!{_W}eyJ){_TOKEN}*+(?:\.{_TOKEN}++)*+", "eyj", check=_check_jwt),
+    _r("anthropic_api_key", rf"sk-ant-(?<!{_W}sk-ant-){_TOKEN}{{20,}}+", "sk-ant-", check=_check_anthropic),
+    _r("agenttrail_key", rf"sk-at-(?<!{_W}sk-at-){_TOKEN}{{16,}}+", "sk-at-"),
+    _r("openai_api_key", rf"sk-(?<!{_W}sk-){_TOKEN}{{20,}}+", "sk-", check=_check_openai),
+    _r("github_token", rf"gh[pousr]_(?<!{_W}gh._)[A-Za-z0-9]{{30,}}+", "gh"),
+    _r("github_token", rf"github_pat_(?<!{_W}github_pat_)[A-Za-z0-9_]{{20,}}+", "github_pat_"),
+    _r("gitlab_token", rf"glpat-(?<!{_W}glpat-){_TOKEN}{{20,}}+", "glpat-"),
+    _r("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]++", "hooks.slack"),
+    _r("slack_token", rf"xox[abposr]-(?<!{_W}xox.-)[A-Za-z0-9\-]{{10,}}+", "xox"),
+    _r("slack_token", rf"xapp-(?<!{_W}xapp-)[A-Za-z0-9\-]{{10,}}+", "xapp-"),
+    _r("google_api_key", rf"AIza(?<!{_W}AIza){_TOKEN}{{35}}(?!{_TOKEN})", "aiza"),
+    _r("stripe_key", rf"[sr]k_(?:live|test)_(?<!{_W}.k_\w{{4}}_)[A-Za-z0-9]{{20,}}+", "k_live_ k_test_"),
+    _r("npm_token", rf"npm_(?<!{_W}npm_)[A-Za-z0-9]{{36}}(?![A-Za-z0-9])", "npm_"),
+    _r("pypi_token", rf"pypi-AgE(?<!{_W}pypi-AgE){_TOKEN}{{50,}}+", "pypi-age"),
+    _r("huggingface_token", rf"hf_(?<!{_W}hf_)[A-Za-z]{{34}}(?![A-Za-z0-9])", "hf_"),
+    _r("aws_access_key", rf"A(?<!{_W}A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{{16}}(?![A-Za-z0-9])", "a"),
+    _r(
+        "aws_secret_key",
+        rf"(?:secret_?access_?key|aws_secret_key)(?![a-z0-9_]){_Q}(?:[ \t]*+[:=][ \t]*+|[ \t]++){_Q}"
+        r"(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])",
+        "secret",
+        fold=True,
+    ),
+    # `AKIA…,<secret>` as in the credentials CSV the AWS console hands out.
+    _r(
+        "aws_secret_key",
+        r"\[REDACTED:aws_access_key\][,;:|\s\"']{1,5}(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        "[redacted:aws_access_key]",
+    ),
+    _r("url_password", r"://(?P<user>[^/\s:@]{0,256}):(?P<v>[^/\s@]{1,256})@", "://", check=_check_plain),
+    _r(
+        "basic_auth", r"-(?<!\S-)(?:u|-user)[ \t=]++[^\s:\"']{1,256}:(?P<v>[^\s\"']++)", "-u --user", check=_check_plain
+    ),
+    _r(
+        "bearer_token",
+        rf"(?P<name>authorization|api-key|auth-token){_Q}[ \t]*+[:=][ \t]*+{_Q}"
+        r"(?:(?P<scheme>bearer|basic|token|digest|bot)[ \t]++)?(?P<v>[^\s\"'`\\,;)\]}]++)",
+        "authorization api-key auth-token",
+        fold=True,
+        check=_check_auth_header,
+    ),
+    _r(
+        "bearer_token",
+        r"bearer(?<![a-z0-9_]bearer)[ \t]++(?P<v>[a-z0-9\-._~+/]++=*+)",
+        "bearer",
+        fold=True,
+        check=_check_bearer,
+    ),
+    _r(
+        "secret",
+        r"(?P<suffix>_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD|_PWD|_PASS|PASSWORD|SECRET|TOKEN)"
+        rf"(?P<sep>=|:(?=[ \t]))[ \t]*+{_ENV_VALUE}",
+        "_key token secret pass _pwd",
+        check=_check_env,
+    ),
+    _r(
+        "secret",
+        r"(?:password|passwd|passphrase|_pwd|secret|token|api[_\-]?key|access[_\-]?key|secret[_\-]?key"
+        r"|private[_\-]?key|signing[_\-]?key)(?![a-z0-9_])"
+        rf"{_Q}[ \t]*+(?P<sep>:=|=>|=|:)[ \t]*+{_NAMED_VALUE}",
+        "pass pwd secret token key",
+        fold=True,
+        check=_check_named,
+    ),
+)
+
+
+def _apply(rule: _Rule, text: str, low: str) -> str:
+    if not any(n in low for n in rule.needles):
+        return text
+    pattern, subject = rule.pattern, text
+    if rule.folded is not None:
+        # str.lower() only ever lengthens (e.g. 'İ'); at equal length every index maps back one to one.
+        if len(low) == len(text):
+            subject = low
+        else:
+            pattern = rule.folded
+    out: list[str] = []
+    pos = 0
+    for m in pattern.finditer(subject):
+        kind = rule.check(text, m, rule.kind) if rule.check else rule.kind
+        if kind is None:
+            continue
+        start, end = m.span("v") if "v" in pattern.groupindex else m.span()
+        # Keep a quoted value's quotes, so `"password": "…"` stays valid JSON.
+        value = text[start:end]
+        start += len(value) - len(value.lstrip("\\\"'"))
+        end -= len(value) - len(value.rstrip("\\\"'"))
+        out.append(text[pos:start])
+        out.append(placeholder(kind))
+        pos = end
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def redact_text(text: str) -> str:
+    """Replace every known secret shape in `text` with a typed placeholder; keep everything else."""
+    low = text.lower()
+    for rule in _RULES:
+        new = _apply(rule, text, low)
+        if new is not text:
+            text, low = new, new.lower()
+    return text
+
+
+_SENSITIVE_KEY = re.compile(
+    r"(?:password|passwd|passphrase|secret|token|api_?key|access_?key|private_?key|secret_?key"
+    r"|authorization|cookie)$"
+)
+
+
+_KEY_KINDS = {"apikey": "api_key", "accesskey": "access_key", "privatekey": "private_key", "secretkey": "secret_key"}
+
+
+def _redact_value_for_key(key: str, value: str) -> str:
+    m = _SENSITIVE_KEY.search(key.lower().replace("-", "_"))
+    if m is None or PREFIX in value or _is_reference(value.strip()):
+        return value
+    kind = _KEY_KINDS.get(m.group(0).replace("_", ""), m.group(0))
+    scheme, _, rest = value.strip().partition(" ")
+    if kind == "authorization" and rest and scheme.isalpha():
+        return f"{scheme} {placeholder(kind)}"
+    if kind != "cookie" and any(c.isspace() for c in value.strip()):
+        return value  # prose, not a credential (e.g. a description field named `token`)
+    return placeholder(kind)
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of a JSON-like value with every string redacted; dict keys are kept as they are.
+
+    A string under a key named like a credential (password, token, api_key, authorization, …) is
+    replaced whole when it looks like one, even if it matches no known shape.
+    """
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            red = redact_obj(v)
+            out[k] = _redact_value_for_key(str(k), red) if isinstance(red, str) else red
+        return out
+    if isinstance(obj, list):
+        return [redact_obj(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(redact_obj(v) for v in obj)
+    return obj
