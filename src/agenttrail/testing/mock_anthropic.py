@@ -152,4 +152,10 @@ def model_object(model: str) -> dict[str, Any]:
         "id": model,
         "display_name": model.replace("-", " ").title(),
         "created_at": "2025-01-01T00:00:00Z",
+        "lifecycle": "active",
+        "deprecated_at": None,
+        "retires_at": None,
+        "line": None,
+        "max_input_tokens": 200_000,
+        "max_tokens": 64_000,
     }

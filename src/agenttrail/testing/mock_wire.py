@@ -131,7 +131,7 @@ def anthropic_delta_usage(u: Usage) -> dict[str, Any]:
 
 
 def _openai_prompt(u: Usage) -> int:
-    # OpenAI has no cache writes: whatever a scenario calls a write is billed as plain input.
+    # OpenAI's prompt count includes both the cached tokens and the tokens written to the cache.
     return u.input_tokens + u.cache_read_tokens + u.cache_write_tokens
 
 
@@ -141,7 +141,11 @@ def chat_usage(u: Usage) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "completion_tokens": u.output_tokens,
         "total_tokens": prompt + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens, "audio_tokens": 0},
+        "prompt_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "audio_tokens": 0,
+        },
         "completion_tokens_details": {
             "reasoning_tokens": u.reasoning_tokens,
             "audio_tokens": 0,
@@ -155,7 +159,7 @@ def responses_usage(u: Usage) -> dict[str, Any]:
     prompt = _openai_prompt(u)
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "input_tokens_details": {"cached_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens},
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": prompt + u.output_tokens,
