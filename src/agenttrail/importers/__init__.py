@@ -14,6 +14,15 @@ from agenttrail.importers.claude_code import (
 )
 from agenttrail.importers.codex import CodexParser, codex_home, find_codex_files, import_codex, iter_codex
 from agenttrail.importers.incremental import FileState, MemoryStateStore, StateStore
+from agenttrail.importers.otlp import (
+    CumulativeToDelta,
+    MetricPoint,
+    OtlpDecodeError,
+    logs_to_batch,
+    metrics_to_points,
+    parse_otlp_logs,
+    parse_otlp_metrics,
+)
 from agenttrail.importers.records import (
     CLAUDE_CODE,
     CODEX,
@@ -28,10 +37,13 @@ __all__ = [
     "CODEX",
     "ClaudeCodeParser",
     "CodexParser",
+    "CumulativeToDelta",
     "FileState",
     "ImportBatch",
     "LineError",
     "MemoryStateStore",
+    "MetricPoint",
+    "OtlpDecodeError",
     "StateStore",
     "TranscriptCall",
     "TranscriptSession",
@@ -43,4 +55,8 @@ __all__ = [
     "import_codex",
     "iter_claude_code",
     "iter_codex",
+    "logs_to_batch",
+    "metrics_to_points",
+    "parse_otlp_logs",
+    "parse_otlp_metrics",
 ]
