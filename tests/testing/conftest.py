@@ -25,45 +25,58 @@ def shared_mock_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _shared_control(shared_mock_url: str) -> Iterator[MockControl]:
+    with MockControl(shared_mock_url) as control:
+        yield control
+
+
 @pytest.fixture
-def mock_url(shared_mock_url: str) -> str:
+def mock_url(shared_mock_url: str, _shared_control: MockControl) -> str:
     """The shared default-config mock, with no requests, failures or scenario left by other tests."""
-    control = MockControl(shared_mock_url)
-    control.reset()
-    control.clear_failures()
-    control.set_scenario(None)
+    _shared_control.reset()
+    _shared_control.clear_failures()
+    _shared_control.set_scenario(None)
     return shared_mock_url
 
 
 @pytest.fixture
-def control(mock_url: str) -> MockControl:
-    return MockControl(mock_url)
+def control(mock_url: str, _shared_control: MockControl) -> MockControl:
+    return _shared_control
 
 
-def make_anthropic(url: str, key: str = "sk-ant-test") -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=10)
+# Clients are shared across the session: building one costs tens of milliseconds (TLS setup).
+@pytest.fixture(scope="session")
+def _claude(shared_mock_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=shared_mock_url, api_key="sk-ant-test", max_retries=0, timeout=10) as c:
+        yield c
 
 
-def make_openai(url: str, key: str = "sk-openai-test") -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=10)
+@pytest.fixture(scope="session")
+def _oai(shared_mock_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=shared_mock_url + "/v1", api_key="sk-openai-test", max_retries=0, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def _raw(shared_mock_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_mock_url, timeout=10) as c:
+        yield c
 
 
 @pytest.fixture
-def claude(mock_url: str) -> Iterator[anthropic.Anthropic]:
-    with make_anthropic(mock_url) as client:
-        yield client
+def claude(mock_url: str, _claude: anthropic.Anthropic) -> anthropic.Anthropic:
+    return _claude
 
 
 @pytest.fixture
-def oai(mock_url: str) -> Iterator[openai.OpenAI]:
-    with make_openai(mock_url) as client:
-        yield client
+def oai(mock_url: str, _oai: openai.OpenAI) -> openai.OpenAI:
+    return _oai
 
 
 @pytest.fixture
-def raw(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=10) as client:
-        yield client
+def raw(mock_url: str, _raw: httpx.Client) -> httpx.Client:
+    return _raw
 
 
 def _members(union: Any) -> list[type[BaseModel]]:

@@ -340,6 +340,9 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     # The fault lands before the last event at the latest, so a faulted stream is never complete.
     cut = min(failure.events_before, len(events) - 1) if failure is not None else -1
+    if failure is not None and failure.mode == "garbled":
+        # Clients skip some events unparsed (Anthropic's ping), so garble content the client must read.
+        cut = next((i for i in range(cut, len(events) - 1) if events[i].delta), cut)
     first_delta = True
     for i, ev in enumerate(events):
         if failure is not None and i == cut:

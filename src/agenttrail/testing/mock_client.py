@@ -21,17 +21,30 @@ class MockControl:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    def _http(self) -> httpx.Client:
+        # One kept-alive client: building one costs tens of ms (TLS setup), which adds up over a suite.
+        # The mock is plain HTTP, so certificate verification has nothing to do.
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout, verify=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> MockControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(self, method: str, command: str, payload: Any = None, **params: Any) -> Any:
         content = None if method in ("GET", "DELETE") else orjson.dumps(payload)
         query = {k: v for k, v in params.items() if v is not None}
-        r = httpx.request(
-            method,
-            f"{self.base_url}/_mock/{command}",
-            content=content,
-            params=query,
-            timeout=self.timeout,
-        )
+        r = self._http().request(method, f"{self.base_url}/_mock/{command}", content=content, params=query)
         if r.status_code >= 400:
             raise ValueError(f"mock-llm refused {method} /_mock/{command}: {r.text}")
         return r.json()
