@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,11 +34,17 @@ class Running:
     def flush(self) -> None:
         asyncio.run_coroutine_threadsafe(self.services.recorder.flush(), self.loop).result(10)
 
-    def calls(self) -> list[dict[str, Any]]:
-        self.flush()
-        with self.engine.connect() as conn:
-            rows = conn.execute(text("SELECT * FROM llm_calls ORDER BY started_at"))
-            return [dict(r._mapping) for r in rows]
+    def calls(self, expect: int | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """The recorded calls. With `expect`, wait (up to a deadline) until that many are recorded:
+        a stream's record is made after its last byte, which the client may act on first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.flush()
+            with self.engine.connect() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM llm_calls ORDER BY started_at"))]
+            if expect is None or len(rows) >= expect or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.02)
 
     def upstream_requests(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.mock_url}/_mock/requests").json()

@@ -30,7 +30,7 @@ def test_anthropic_messages_plain_and_streamed(gw) -> None:
         final = s.get_final_message()
     assert text == DEFAULT_TEXT
     assert final.usage.cache_read_input_tokens == 3000
-    rows = gw.calls()
+    rows = gw.calls(expect=2)
     assert [r["stream"] for r in rows] in ([0, 1], [False, True])
     expected = _price(
         "claude-sonnet-4-5",
@@ -68,7 +68,7 @@ def test_openai_chat_hides_the_usage_chunk_it_asked_for(gw) -> None:
     # The gateway asked upstream for usage even when the client did not.
     streamed = [r for r in gw.upstream_requests() if r["body"].get("stream")]
     assert all(r["body"]["stream_options"]["include_usage"] is True for r in streamed)
-    rows = gw.calls()
+    rows = gw.calls(expect=3)
     assert len(rows) == 3
     expected = _price("gpt-4o", "openai", input_tokens=1500, cache_read_tokens=1000, output_tokens=300)
     for row in rows:
@@ -85,7 +85,7 @@ def test_openai_responses_embeddings_models(gw) -> None:
     emb = o.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     assert len(emb.data) == 2
     assert any(m.id for m in o.models.list())
-    rows = gw.calls()
+    rows = gw.calls(expect=3)
     assert sorted(r["endpoint"] for r in rows) == ["embeddings", "responses", "responses"]
     for row in (r for r in rows if r["endpoint"] == "responses"):
         assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (500, 1000, 300)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import typer
-from rich.table import Table
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, engine_for, friendly
 from agenttrail.clock import SystemClock
+from agenttrail.query.output import FORMATS, render
 from agenttrail.store import keys as keystore
 
 
@@ -71,24 +71,30 @@ def register(app: typer.Typer) -> None:
     @friendly
     def list_(
         team: str | None = typer.Option(None, "--team", help="Only this team's keys."),
+        fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """List keys by prefix (the keys themselves are not stored)."""
-        t = Table("prefix", "name", "team", "project", "engineer", "models", "expires", "status")
+        if fmt not in FORMATS:
+            raise UserError(f"--format must be one of {', '.join(FORMATS)}")
         now = SystemClock().now().replace(tzinfo=None)
+        cols = ["prefix", "name", "team", "project", "engineer", "models", "expires", "status"]
+        rows = []
         for k in keystore.list_keys(engine_for(db), team):
-            status = (k.refusal(now) and ("revoked" if k.revoked_at else "expired")) or "active"
-            t.add_row(
-                k.prefix + "…",
-                k.name or "",
-                k.team,
-                k.project or "",
-                k.engineer or "",
-                ",".join(k.allowed_models or ()) or "any",
-                f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "",
-                status,
+            status = ("revoked" if k.revoked_at else "expired") if k.refusal(now) else "active"
+            rows.append(
+                (
+                    k.prefix,
+                    k.name,
+                    k.team,
+                    k.project,
+                    k.engineer,
+                    ",".join(k.allowed_models or ()) or "any",
+                    k.expires_at,
+                    status,
+                )
             )
-        console.print(t)
+        render(cols, rows, fmt, title="virtual keys")
 
     @key_app.command("revoke")
     @friendly

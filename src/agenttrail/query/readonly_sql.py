@@ -69,6 +69,10 @@ def run_sql(
         raise SQLRefused("empty statement: give a SELECT over the views " + ", ".join(VIEW_NAMES))
     if ";" in _strip_strings(sql):
         raise SQLRefused("one statement at a time: remove the ';' between statements")
+    first = sql.lstrip("( \n\t").split(None, 1)[0].upper() if sql.split() else ""
+    if first not in ("SELECT", "WITH", "VALUES", "EXPLAIN"):
+        # A friendlier message than the engine's; the authorizer and read-only transaction still enforce it.
+        raise SQLRefused(f"only read-only SELECT statements are allowed; {first} is refused")
     if engine.dialect.name == "sqlite":
         return _run_sqlite(engine, sql, timeout_s, max_rows, params or {})
     return _run_postgres(engine, sql, timeout_s, max_rows, params or {})

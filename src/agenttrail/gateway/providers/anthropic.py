@@ -24,9 +24,7 @@ class AnthropicObserver:
 
     def on_event(self, ev: SSEEvent) -> bool:
         name = ev.event
-        # Text deltas are most of a stream and carry nothing the record needs: skip their JSON.
-        if name == "content_block_delta" or name == "ping":
-            return True
+        # Every event is parsed, deltas included: a garbled one must not reach the client's parser.
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:

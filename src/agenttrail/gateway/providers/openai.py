@@ -64,8 +64,6 @@ class ResponsesObserver:
 
     def on_event(self, ev: SSEEvent) -> bool:
         name = ev.event
-        if name is not None and name.endswith(".delta"):
-            return True
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:

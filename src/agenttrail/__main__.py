@@ -1,0 +1,3 @@
+from agenttrail.cli.main import main
+
+main()

@@ -1,0 +1,64 @@
+"""The admin commands as a user runs them: clear output, clear errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def at(*args: str, db: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(
+        [sys.executable, "-m", "agenttrail", *args, "--db", db], capture_output=True, text=True, timeout=120
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"agenttrail {' '.join(args)} failed: {p.stderr}")
+    return p
+
+
+def test_directory_keys_and_sql(db_url: str, home: str) -> None:
+    at("team", "add", "payments", db=db_url)
+    at("project", "add", "checkout", "--team", "payments", "--repo", "github.com/acme/checkout", db=db_url)
+    at("engineer", "add", "Ana@Example.com", "--team", "payments", db=db_url)
+    out = at("key", "create", "--team", "payments", "--project", "checkout", "--engineer", "ana@example.com", db=db_url)
+    key = out.stdout.strip().splitlines()[0]
+    assert key.startswith("sk-at-") and len(key) > 30
+    listed = at("key", "list", "--format", "json", db=db_url).stdout
+    (entry,) = json.loads(listed)
+    assert entry["prefix"] == key[:12] and key not in listed
+    assert (entry["project"], entry["engineer"], entry["status"]) == ("checkout", "ana@example.com", "active")
+    rows = json.loads(at("sql", "SELECT engineer, team FROM engineers", "--format", "json", db=db_url).stdout)
+    assert rows == [{"engineer": "ana@example.com", "team": "payments"}]
+    csv_out = at("sql", "SELECT project, team, repo FROM projects", "--format", "csv", db=db_url).stdout
+    assert csv_out.splitlines() == ["project,team,repo", "checkout,payments,github.com/acme/checkout"]
+    at("key", "revoke", key[:12], db=db_url)
+    assert json.loads(at("key", "list", "-f", "json", db=db_url).stdout)[0]["status"] == "revoked"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("project", "add", "x", "--team", "ghosts"), 'no team named "ghosts"'),
+        (("key", "create", "--team", "ghosts"), 'no team named "ghosts"'),
+        (("engineer", "add", "not-an-email", "--team", "payments"), "not an email"),
+        (("sql", "DELETE FROM llm_calls"), "refused"),
+        (("sql", "SELECT * FROM virtual_key"), "documented views"),
+        (("report", "spend", "--by", "planet"), "--by must be one of"),
+        (("report", "spend", "--since", "yesterday-ish"), "cannot read"),
+        (("key", "revoke", "sk-at-nothing"), "no key matches"),
+    ],
+)
+def test_mistakes_get_one_clear_line(db_url: str, home: str, args: tuple[str, ...], needle: str) -> None:
+    at("team", "add", "payments", db=db_url)
+    p = at(*args, db=db_url, check=False)
+    assert p.returncode != 0
+    assert needle in p.stderr.replace("\n", " ")
+    assert "Traceback" not in p.stderr
+
+
+def test_duplicate_team(db_url: str, home: str) -> None:
+    at("team", "add", "payments", db=db_url)
+    p = at("team", "add", "payments", db=db_url, check=False)
+    assert p.returncode == 1 and "already exists" in p.stderr

@@ -1,0 +1,93 @@
+"""Ingest is idempotent by event id and materialises sessions, file changes and commits once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from agenttrail.events import Event
+from agenttrail.store.database import open_engine
+from agenttrail.store.ingest import Attribution, ingest, iso_week
+
+T0 = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
+
+
+def _session_events(sid: str = "s1") -> list[Event]:
+    return [
+        Event(
+            sid,
+            "session_start",
+            T0,
+            {
+                "engineer": "ana@example.com",
+                "repo": "github.com/acme/api",
+                "branch": "main",
+                "agent": "claude-code",
+                "command": ["claude"],
+            },
+        ),
+        Event(sid, "exec", T0 + timedelta(seconds=1), {"argv": ["ls"]}),
+        Event(sid, "exec", T0 + timedelta(seconds=2), {"argv": ["pytest"]}),
+        Event(
+            sid,
+            "file_create",
+            T0 + timedelta(seconds=3),
+            {"source": "snapshot", "path": "a.py", "lines_added": 3, "diff": "+a\n+b\n+c\n"},
+        ),
+        Event(
+            sid,
+            "file_write",
+            T0 + timedelta(seconds=3),
+            {"source": "snapshot", "path": "b.py", "lines_added": 1, "lines_removed": 2},
+        ),
+        Event(sid, "file_write", T0 + timedelta(seconds=2), {"path": "b.py"}),  # strace's, not a change row
+        Event(sid, "commit", T0 + timedelta(seconds=4), {"sha": "abc123", "message": "x", "files": ["a.py"]}),
+        Event(sid, "session_end", T0 + timedelta(minutes=5), {"exit_code": 0, "head_after": "abc123"}),
+    ]
+
+
+def _one(engine, sql: str):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).mappings().all()
+
+
+def test_ingest_twice_changes_nothing(db_url: str) -> None:
+    engine = open_engine(db_url)
+    evs = _session_events()
+    first = ingest(engine, evs, Attribution(engineer="ana@example.com"))
+    assert (first.accepted, first.duplicates) == (len(evs), 0)
+    again = ingest(engine, evs + evs[:2])
+    assert (again.accepted, again.duplicates) == (0, len(evs) + 2)
+    s = _one(engine, "SELECT * FROM sessions")
+    assert len(s) == 1
+    row = s[0]
+    assert row["week"] == iso_week(T0) == "2026-W19"
+    assert (row["files_created"], row["files_modified"], row["files_changed"]) == (1, 1, 2)
+    assert (row["lines_added"], row["lines_removed"], row["commands"]) == (4, 2, 2)
+    assert row["engineer"] == "ana@example.com" and row["agent"] == "claude-code"
+    assert abs(float(row["duration_s"]) - 300.0) < 1e-3
+    assert len(_one(engine, "SELECT * FROM commits")) == 1
+    assert len(_one(engine, "SELECT * FROM events")) == len(evs)
+
+
+def test_end_before_start_still_makes_one_complete_session(db_url: str) -> None:
+    engine = open_engine(db_url)
+    evs = _session_events("s2")
+    ingest(engine, [evs[-1]])
+    ingest(engine, evs[:-1])
+    rows = _one(engine, "SELECT session_id, started_at, ended_at, agent, exit_code FROM sessions")
+    assert len(rows) == 1
+    assert rows[0]["agent"] == "claude-code" and rows[0]["exit_code"] == 0
+    assert str(rows[0]["started_at"]).startswith("2026-05-06 09:00:00")
+
+
+def test_seed_query_runs_as_written(db_url: str) -> None:
+    engine = open_engine(db_url)
+    ingest(engine, _session_events("s3"))
+    q = (
+        "SELECT engineer, repo, SUM(cost_usd), SUM(files_changed) FROM sessions WHERE week = '2026-W19' "
+        "GROUP BY engineer, repo"
+    )
+    rows = _one(engine, q)
+    assert len(rows) == 1 and list(rows[0].values())[:2] == ["ana@example.com", "github.com/acme/api"]

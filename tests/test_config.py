@@ -1,0 +1,54 @@
+"""Settings precedence and clear errors for a bad config file."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agenttrail.config import ConfigError, load_settings
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load_settings(env={"AGENTTRAIL_HOME": str(tmp_path)})
+    assert s.database_url == f"sqlite:///{tmp_path / 'agenttrail.db'}"
+    assert s.anthropic.base_url == "https://api.anthropic.com"
+    assert s.openai.base_url == "https://api.openai.com/v1"
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(
+        'database_url = "sqlite:///from-file.db"\n[upstreams.openai]\nbase_url = "http://file/v1"\n'
+        'api_key = "k-file"\n[prices."gpt-4o"]\ninput = 1.5\n'
+    )
+    env = {"AGENTTRAIL_HOME": str(tmp_path), "AGENTTRAIL_DATABASE_URL": "sqlite:///from-env.db"}
+    s = load_settings(env=env)
+    assert s.database_url == "sqlite:///from-env.db" and s.openai.base_url == "http://file/v1"
+    assert s.openai.api_key == "k-file"
+    assert s.price_overrides[0].per_mtok == {"input": Decimal("1.5")}
+    assert load_settings(env=env, db="sqlite:///flag.db").database_url == "sqlite:///flag.db"
+    env["OPENAI_API_KEY"] = "k-env"
+    assert load_settings(env=env).openai.api_key == "k-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("this is = = not toml", "not valid TOML"),
+        ('[prices."gpt-4o"]\ninptu = 1\n', "unknown token class 'inptu'"),
+        ('[prices."gpt-4o"]\ninput = "cheap"\n', "must be a number"),
+        ('[upstreams.anthropic]\nbase_url = "api.anthropic.com"\n', "must start with http"),
+    ],
+)
+def test_bad_config_says_what_is_wrong(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        load_settings(env={"AGENTTRAIL_HOME": str(tmp_path)})
+
+
+def test_missing_named_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "nope.toml", env={})

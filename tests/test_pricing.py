@@ -1,0 +1,88 @@
+"""Cost equals genai-prices for the same usage; overrides replace exactly the classes they name."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from genai_prices import Usage as GPUsage
+from genai_prices import calc_price
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agenttrail.config import PriceOverride
+from agenttrail.pricing import Pricer
+from agenttrail.usage import Usage
+
+tokens = st.integers(min_value=0, max_value=150_000)
+
+
+@given(tokens, tokens, tokens, tokens, tokens)
+def test_anthropic_cost_matches_genai_prices(i: int, cr: int, w5: int, w1: int, o: int) -> None:
+    u = Usage(input_tokens=i, cache_read_tokens=cr, cache_write_5m_tokens=w5, cache_write_1h_tokens=w1, output_tokens=o)
+    want = calc_price(
+        GPUsage(
+            input_tokens=i + cr + w5 + w1,
+            cache_read_tokens=cr,
+            cache_write_tokens=w5 + w1,
+            cache_write_1h_tokens=w1,
+            output_tokens=o,
+        ),
+        "claude-sonnet-4-5",
+        provider_id="anthropic",
+    ).total_price
+    assert Pricer().price("anthropic", "claude-sonnet-4-5", u).cost_usd == want
+
+
+def test_one_hour_cache_writes_cost_more_than_five_minute_ones() -> None:
+    p = Pricer()
+    # 100k tokens: under the 200k long-context tier, where the base rates apply.
+    five = p.price("anthropic", "claude-sonnet-4-5", Usage(cache_write_5m_tokens=100_000)).cost_usd
+    hour = p.price("anthropic", "claude-sonnet-4-5", Usage(cache_write_1h_tokens=100_000)).cost_usd
+    assert (five, hour) == (Decimal("0.375"), Decimal("0.6"))
+
+
+def test_override_changes_only_its_classes_and_says_so() -> None:
+    u = Usage(input_tokens=1_000_000, cache_read_tokens=1_000_000, output_tokens=1_000_000)  # gpt-4o: no tiers
+    base = Pricer().price("openai", "gpt-4o", u)
+    over = Pricer((PriceOverride("gpt-4o", {"input": Decimal("1"), "output": Decimal("5")}),)).price(
+        "openai", "gpt-4o", u
+    )
+    assert base.cost_usd == Decimal("2.5") + Decimal("1.25") + Decimal("10")
+    assert over.cost_usd == Decimal("1") + Decimal("1.25") + Decimal("5")
+    assert "override input,output" in over.source and over.source.startswith("genai-prices")
+
+
+def test_unknown_model_is_zero_and_flagged_unless_overridden() -> None:
+    u = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    p = Pricer((PriceOverride("in-house-llm", {"input": Decimal("0.5"), "output": Decimal("1")}),))
+    unknown = p.price("openai", "mystery-model", u)
+    assert (unknown.cost_usd, unknown.known) == (Decimal(0), False)
+    assert "unknown model" in unknown.source
+    assert p.price("openai", "in-house-llm", u).cost_usd == Decimal("1.5")
+
+
+def test_openai_usage_convention_subtracts_cached_tokens() -> None:
+    u = Usage.from_openai(
+        {
+            "prompt_tokens": 1500,
+            "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 1000},
+            "completion_tokens_details": {"reasoning_tokens": 120},
+        }
+    )
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (500, 1000, 300, 120)
+    r = Usage.from_openai({"input_tokens": 10, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 4}})
+    assert (r.input_tokens, r.cache_read_tokens) == (6, 4)
+
+
+def test_anthropic_usage_splits_cache_writes_by_ttl() -> None:
+    u = Usage.from_anthropic(
+        {
+            "input_tokens": 5,
+            "cache_creation_input_tokens": 300,
+            "cache_read_input_tokens": 7,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+            "output_tokens": 9,
+        }
+    )
+    assert (u.cache_write_5m_tokens, u.cache_write_1h_tokens, u.cache_write_tokens) == (100, 200, 300)
