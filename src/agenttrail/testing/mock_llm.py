@@ -3,13 +3,18 @@
 Every test, demo and benchmark uses it instead of a real provider. Its formats are checked against the
 official `anthropic` and `openai` SDKs' own parsers (tests/testing/), so it cannot drift unnoticed.
 
+Python API: `MockConfig` (usage, latency, scenario, failures, credentials; see mock_config.py),
+`create_app(config) -> Starlette` (state at `app.state.mock`), `run_in_thread(config, host, port=0)`
+(a context manager yielding the base URL of a uvicorn server in a thread), `MockControl(url)` (the
+control endpoints below), `Scenario.parse(obj)` / `load_scenario(path)`. Reference: docs/mock-llm.md.
+
 Endpoints (at the root or under any path prefix, e.g. `/anthropic/v1/messages`):
 
 - Anthropic: `POST /v1/messages` (also `?beta=true`), streaming or not; `POST /v1/messages/count_tokens`.
 - OpenAI: `POST /v1/chat/completions`, `POST /v1/responses` (streaming or not), `POST /v1/embeddings`.
 - `GET /v1/models` and `GET /v1/models/{id}`: in Anthropic's shape when the request carries
   `anthropic-version` or `x-api-key`, else in OpenAI's.
-- `GET /` and `HEAD` on any path answer 200 (Claude Code probes its base URL).
+- `GET /` and `HEAD` on any other path answer 200 (Claude Code probes its base URL).
 
 Usage is fixed by `MockConfig` (agenttrail's convention, see `agenttrail.usage.Usage`); the defaults are
 Anthropic input 1200 / cache read 3000 / cache write 500 (5m) / output 250, Chat Completions prompt 1500
@@ -65,11 +70,13 @@ Control endpoints (no credential needed, at the root or under a prefix):
 - `POST /_mock/reset`: forget requests, re-arm the configured failures, rewind the scenario.
 - `POST /_mock/fail` with a failure object (or a list): `{"status": 529, "count": 1, "model": "x",
   "endpoint": "messages", "mode": "status", "message": "...", "type": "...", "headers": {...},
-  "after_events": N}`. `mode` is `status` (an error response), `garbled` (a stream, or body, cut into
-  invalid JSON), `hang` (no answer until the client gives up), `disconnect` (the connection dropped
-  mid-stream, or mid-body) or `stream_error` (an error event inside a 200 stream). `count: -1` fails every
-  matching request. `model` may be a glob. `GET /_mock/fail` lists armed rules, `DELETE /_mock/fail`
-  clears them.
+  "after_events": N}`. `mode` is `status` (an error response), `garbled` (the first content event at
+  or after `after_events` cut mid-JSON; unstreamed, half a body), `hang` (no answer until the client gives
+  up; with `after_events`, a stream that stalls), `disconnect` (the connection dropped after
+  `after_events` events, or mid-body) or `stream_error` (the provider's error event inside a 200 stream:
+  Anthropic `error`, a Chat `data: {"error": ...}` line, Responses `response.failed`). `count: -1` fails
+  every matching request; `model` may be a glob. `GET /_mock/fail` lists armed rules, `DELETE
+  /_mock/fail` clears them. A faulted request does not advance a `request` cursor.
 - `POST /_mock/scenario` with a scenario (or `null` to drop it); `GET /_mock/scenario` shows cursors.
 - `POST /_mock/config` with any of `ttft_ms, chunk_ms, latency_ms, text, expected_key, count_tokens`.
 """
