@@ -104,6 +104,21 @@ def test_tool_use_streamed_as_input_json_delta(mock_url: str, control: MockContr
     assert final.stop_reason == "tool_use"
 
 
+def test_raw_tool_events_strict(raw: httpx.Client, control: MockControl, validate_event: Any) -> None:
+    control.set_scenario([{"text": "Two calls.", "calls": [{"tool": "Write", "input": WRITE_INPUT}, {"tool": "Bash"}]}])
+    body = {"model": "claude-x", "max_tokens": 10, "messages": USER, "tools": [WRITE_TOOL], "stream": True}
+    events = parse_sse(raw.post("/v1/messages", headers={"x-api-key": "k"}, json=body).content)
+    objs = [json.loads(d) for name, d in events if name != "ping"]
+    for o in objs:
+        validate_event(RawMessageStreamEvent, o)
+    starts = [o["content_block"] for o in objs if o["type"] == "content_block_start"]
+    assert [b["type"] for b in starts] == ["text", "tool_use", "tool_use"]
+    assert all(b["input"] == {} for b in starts[1:]), "tool input arrives only through input_json_delta"
+    pieces = "".join(o["delta"]["partial_json"] for o in objs if o["type"] == "content_block_delta" and o["index"] == 1)
+    assert json.loads(pieces) == WRITE_INPUT
+    assert objs[-2]["delta"]["stop_reason"] == "tool_use"
+
+
 def test_tool_use_non_streaming(claude: anthropic.Anthropic, control: MockControl) -> None:
     control.set_scenario([{"tool": "Bash", "input": {"command": "ls -la"}}])
     msg = claude.messages.create(model="claude-x", max_tokens=100, messages=USER, tools=[WRITE_TOOL])

@@ -67,6 +67,13 @@ def test_endpoint_filter(oai: openai.OpenAI, control: MockControl) -> None:
         oai.chat.completions.create(model="gpt-5", messages=USER)
 
 
+def test_models_endpoint_can_fail(oai: openai.OpenAI, control: MockControl) -> None:
+    control.fail(503, endpoint="models")
+    with pytest.raises(openai.InternalServerError):
+        oai.models.list()
+    assert oai.models.list().data
+
+
 def test_garbled_stream_breaks_the_sdk_parser(claude: anthropic.Anthropic, control: MockControl) -> None:
     control.fail(mode="garbled")
     with pytest.raises(ValueError):  # json.JSONDecodeError is a ValueError

@@ -161,6 +161,35 @@ def test_responses_raw_events_strict(raw: httpx.Client, validate_event: Any) -> 
     assert objs[0]["response"]["usage"] is None and objs[-1]["response"]["usage"]["input_tokens"] == 1500
 
 
+def test_responses_mixed_turn_events_strict(raw: httpx.Client, control: MockControl, validate_event: Any) -> None:
+    control.set_scenario(
+        [
+            {
+                "text": "Two things.",
+                "calls": [
+                    {"tool": "shell", "input": {"command": ["ls"]}},
+                    {"custom_tool": "apply_patch", "input": PATCH},
+                ],
+            }
+        ]
+    )
+    body = {"model": "gpt-5", "input": "hi", "tools": RESP_TOOLS, "stream": True}
+    objs = [json.loads(d) for _, d in parse_sse(raw.post("/v1/responses", headers=AUTH, json=body).content)]
+    for o in objs:
+        validate_event(ResponseStreamEvent, o)
+    kinds = {o["type"] for o in objs}
+    assert {
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+    } <= kinds
+    final = Response.model_validate(objs[-1]["response"])
+    assert [item.type for item in final.output] == ["message", "function_call", "custom_tool_call"]
+    added = [o["output_index"] for o in objs if o["type"] == "response.output_item.added"]
+    assert added == [0, 1, 2]
+
+
 def test_responses_function_and_custom_tool_calls(oai: openai.OpenAI, control: MockControl, raw: httpx.Client) -> None:
     control.set_scenario(
         [

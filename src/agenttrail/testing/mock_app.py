@@ -209,27 +209,17 @@ async def _provider(request: Request, state: MockState) -> Response:
         return answer.error(400, "There was an error parsing the body of your request as JSON.")
 
     cfg = state.config
-    if endpoint == "models":
-        if model_id is not None:
-            if model_id not in cfg.models:
-                return answer.error(404, f"model: {model_id}", code="model_not_found")
-            obj = mock_anthropic.model_object(model_id) if answer.anthropic else mock_openai.model_object(model_id)
-            return answer.json(obj)
-        await _sleep_ms(cfg.ttft_ms)
-        return answer.json(
-            mock_anthropic.models_body(cfg.models) if answer.anthropic else mock_openai.models_body(cfg.models)
-        )
-
-    invalid = {
-        "messages": mock_anthropic.validate,
-        "count_tokens": mock_anthropic.validate_count_tokens,
-        "chat": mock_openai.validate_chat,
-        "responses": mock_responses.validate,
-        "embeddings": mock_openai.validate_embeddings,
-    }[endpoint](body)
-    if invalid:
-        return answer.error(400, invalid)
-    model = str(body["model"])
+    if endpoint != "models":
+        invalid = {
+            "messages": mock_anthropic.validate,
+            "count_tokens": mock_anthropic.validate_count_tokens,
+            "chat": mock_openai.validate_chat,
+            "responses": mock_responses.validate,
+            "embeddings": mock_openai.validate_embeddings,
+        }[endpoint](body)
+        if invalid:
+            return answer.error(400, invalid)
+    model = model_id if endpoint == "models" else str(body["model"])
     failure = state.take_failure(model, endpoint)
     streamed = _wants_stream(body, endpoint)
     if failure is not None and (failure.mode == "status" or (failure.mode == "stream_error" and not streamed)):
@@ -239,6 +229,17 @@ async def _provider(request: Request, state: MockState) -> Response:
         await _hang(state, request)
         return answer.error(504, "The mock provider was told to hang.")
 
+    if endpoint == "models":
+        await _sleep_ms(cfg.ttft_ms)
+        if model_id is None:
+            listing = (
+                mock_anthropic.models_body(cfg.models) if answer.anthropic else mock_openai.models_body(cfg.models)
+            )
+            return _body_response(answer, listing, failure)
+        if model_id not in cfg.models:
+            return answer.error(404, f"model: {model_id}", code="model_not_found")
+        obj = mock_anthropic.model_object(model_id) if answer.anthropic else mock_openai.model_object(model_id)
+        return _body_response(answer, obj, failure)
     if endpoint == "count_tokens":
         await _sleep_ms(cfg.ttft_ms)
         return _body_response(answer, mock_anthropic.count_tokens_body(cfg.anthropic_count_tokens), failure)

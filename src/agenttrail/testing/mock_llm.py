@@ -187,4 +187,13 @@ def run_in_thread(config: MockConfig | None = None, host: str = "127.0.0.1", por
 def serve_forever(config: MockConfig, host: str, port: int) -> None:
     """Foreground server for `agenttrail mock-llm`; returns when interrupted."""
     install_log_filter()
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        # An injected hang must not keep Ctrl-C from stopping the server.
+        timeout_graceful_shutdown=2,
+    )
