@@ -262,7 +262,7 @@ def test_missing_bearer_is_401_in_openai_shape(raw: httpx.Client) -> None:
         assert r.status_code == 401
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"}
-        assert err["type"] == "invalid_request_error"
+        assert err["type"] == "invalid_request_error" and err["code"] is None and err["param"] is None
 
 
 def test_expected_key_openai() -> None:

@@ -152,7 +152,6 @@ def _check_key(state: MockState, answer: _Answer, headers: dict[str, str]) -> Re
                 401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization header"
                 " using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                code="",
             )
     expected = state.config.expected_key
     if expected is not None and key != expected:

@@ -183,7 +183,7 @@ _ANTHROPIC_TYPES = {
 
 _OPENAI_TYPES: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
-    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    401: ("invalid_request_error", None, "Incorrect API key provided."),
     403: ("invalid_request_error", "unsupported_country_region_territory", "Forbidden."),
     404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached. Please try again later."),
