@@ -25,6 +25,12 @@ def test_put_is_idempotent_by_event_id(outbox: Outbox) -> None:
     assert outbox.count() == 23
 
 
+def test_ids_ingest_would_refuse_are_refused_at_put(outbox: Outbox) -> None:
+    with pytest.raises(ValueError, match="at most 64"):
+        outbox.put([*make_events(2), Event(session_id="s", kind="exec", ts=T0, event_id="x" * 65)])
+    assert outbox.count() == 0  # checked before anything is written
+
+
 def test_pending_is_oldest_first_and_limited(outbox: Outbox) -> None:
     first, second = make_events(3, session="b"), make_events(3, session="a")
     outbox.put(first)

@@ -47,6 +47,9 @@ _SCHEMA = (
 )
 
 
+MAX_ID_LEN = 64  # what ingest accepts (agenttrail.server.ingest)
+
+
 def default_path(env: dict[str, str] | None = None) -> Path:
     return default_home(os.environ if env is None else env) / "outbox.db"
 
@@ -100,6 +103,9 @@ class Outbox:
         now = self._now()
         rows = []
         for e in events:
+            if len(e.event_id) > MAX_ID_LEN or len(e.session_id) > MAX_ID_LEN:
+                # Refused here, at the source, rather than by ingest later, where it would block the queue.
+                raise ValueError(f"event_id and session_id are at most {MAX_ID_LEN} characters: {e.event_id!r}")
             d = e.to_dict()
             if self._redact:
                 # Nothing unredacted should leave the machine, whatever the source forgot to do.
