@@ -27,3 +27,17 @@ def strace() -> str:
 @pytest.fixture
 def git() -> str:
     return require_tool("git")
+
+
+@pytest.fixture
+def bwrap() -> str:
+    """bubblewrap that can actually make a sandbox here (installed is not enough in some containers)."""
+    from agenttrail.tracer.sandbox import probe
+
+    path = require_tool("bwrap", "the sandbox is built with bubblewrap")
+    result = probe(path)
+    if not result.ok:
+        if os.environ.get("AGENTTRAIL_TEST_STRICT") == "1":
+            pytest.fail(f"bubblewrap cannot run here: {result.reason}")
+        pytest.skip(f"bubblewrap cannot run here: {result.reason}")
+    return path

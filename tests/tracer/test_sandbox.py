@@ -21,8 +21,6 @@ from agenttrail.tracer.sandbox import (
     scrub_env,
 )
 
-from .conftest import require_tool
-
 
 def test_scrub_env_removes_credentials_unless_allowed() -> None:
     env = {
@@ -106,17 +104,6 @@ def test_probe_explains_a_failing_bwrap(tmp_path: Path) -> None:
 
 
 # ---- the real bubblewrap ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def bwrap() -> str:
-    path = require_tool("bwrap", "the sandbox is built with bubblewrap")
-    result = probe(path)
-    if not result.ok:
-        if os.environ.get("AGENTTRAIL_TEST_STRICT") == "1":
-            pytest.fail(f"bubblewrap cannot run here: {result.reason}")
-        pytest.skip(f"bubblewrap cannot run here: {result.reason}")
-    return path
 
 
 @pytest.fixture

@@ -94,6 +94,8 @@ def test_parse_ret_variants() -> None:
     r = sx.parse_ret(" = -1 EINPROGRESS (Operation now in progress)")
     assert r.errno == "EINPROGRESS"
     assert sx.parse_ret(" = 0x7f00").value == 0x7F00
+    # --pidns-translation: a pid from inside a namespace, with its value in strace's namespace
+    assert sx.parse_ret(" = 2 /* 13338 in strace's PID NS */").value == 13338
 
 
 @given(st.text(max_size=300))

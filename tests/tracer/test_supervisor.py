@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agenttrail.events import Event
+from agenttrail.tracer.sandbox import SandboxConfig, build_argv
 from agenttrail.tracer.strace_parser import PreexistingFiles, TraceConfig
 from agenttrail.tracer.supervisor import (
     TRACED_SYSCALLS,
@@ -122,3 +123,40 @@ def test_problem_reports() -> None:
 
 def test_strace_problem_is_none_where_strace_works(strace: str) -> None:
     assert strace_problem(strace) is None
+
+
+def test_traced_inside_the_sandbox(strace: str, bwrap: str, tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    q: queue.Queue[Event] = queue.Queue()
+    seen: list[Event] = []
+
+    def on_event(e: Event) -> None:
+        seen.append(e)
+        q.put(e)
+
+    command = build_argv(
+        SandboxConfig(str(proj), home=str(tmp_path / "home")),
+        ["bash", "-c", "echo hi > made.txt; cat made.txt >/dev/null; exec sleep 30"],
+        bwrap=bwrap,
+    )
+    sup = Supervisor(
+        command,
+        session_id="s",
+        config=TraceConfig(str(proj), ignored_programs=("bwrap",)),
+        on_event=on_event,
+        existed_before=PreexistingFiles((str(proj),), frozenset()),
+    )
+    sup.start()
+    agent = _wait_for(q, lambda e: e.kind == "exec")
+    assert agent.payload["argv"][0] == "bash"  # bwrap's own exec and setup are not events
+    _wait_for(q, lambda e: e.kind == "exec" and e.payload["argv"][0] == "sleep")
+    assert sup.parser.agent_pid == agent.payload["pid"] != sup.parser.root_pid
+    sup.send_signal(signal.SIGTERM)  # reaches the agent inside the pid namespace
+    assert sup.wait(timeout=20) == 128 + signal.SIGTERM
+    files = [(e.kind, e.payload.get("rel_path")) for e in seen if e.kind.startswith("file_")]
+    assert sorted(files) == [("file_create", "made.txt"), ("file_read", "made.txt")]
+    assert not any("/newroot" in str(e.payload.get("path")) for e in seen)
+    execs = [e.payload for e in seen if e.kind == "exec"]
+    assert [p["argv"][0] for p in execs] == ["bash", "cat", "sleep"]
+    assert execs[1]["ppid"] == execs[0]["pid"]  # clone's namespace-local return was translated

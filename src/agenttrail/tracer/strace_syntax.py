@@ -25,6 +25,7 @@ from typing import Literal
 _HEADER = re.compile(r"(\d+)\s+(\d+\.\d+)\s+(.*)")
 _RESUMED = re.compile(r"<\.\.\. ([a-z0-9_]+) resumed>(.*)", re.S)
 _UNFINISHED = " <unfinished ...>"
+_PIDNS = re.compile(r"/\* (\d+) in strace's PID NS \*/")
 _SIMPLE_ESCAPES = {"n": 10, "t": 9, "r": 13, "v": 11, "f": 12, "a": 7, "b": 8, "\\": 92, '"': 34, "'": 39}
 
 LineKind = Literal["call", "unfinished", "resumed", "other"]
@@ -260,6 +261,9 @@ def parse_ret(rest: str) -> Ret:
         value: int | None = int(value_text, 0)
     except ValueError:
         value = None
+    ns = _PIDNS.search(tail)
+    if ns is not None:
+        value = int(ns.group(1))  # clone's return inside a pid namespace, as strace's own pid
     errno = None
     if value is not None and value < 0:
         name = tail.split(" ", 1)[0] if tail else ""

@@ -57,11 +57,13 @@ def strace_argv(command: Sequence[str], output: str, *, strace: str = "strace") 
     -yy           paths behind fds (dirfd of *at calls, `AT_FDCWD</cwd>`, the file an open returned)
                   and socket protocols (`TCP:[...]`), so relative paths resolve without guessing
     -e signal=none  no `--- SIGCHLD ---` lines
+    --pidns-translation  clone's return as strace's own pid too (`= 2 /* 13338 in strace's PID NS */`):
+                  inside the sandbox's pid namespace the plain value would not match the pids on the lines
     no -x/-xx     default C escaping keeps paths readable and small; strace_syntax decodes it exactly
     """
     return [
         strace, "-f", "-qq", "--seccomp-bpf", "-ttt", "-s", "4096", "-yy",
-        "-e", "signal=none", "-e", "trace=" + ",".join(TRACED_SYSCALLS),
+        "--pidns-translation", "-e", "signal=none", "-e", "trace=" + ",".join(TRACED_SYSCALLS),
         "-o", output, "--", *command,
     ]  # fmt: skip
 
@@ -73,7 +75,18 @@ def strace_problem(strace: str = "strace") -> str | None:
         return f"{strace} is not installed (Debian/Ubuntu: apt-get install strace)"
     try:
         done = subprocess.run(
-            [exe, "-f", "-qq", "--seccomp-bpf", "-e", "trace=exit_group", "-o", os.devnull, "true"],
+            [
+                exe,
+                "-f",
+                "-qq",
+                "--seccomp-bpf",
+                "--pidns-translation",
+                "-e",
+                "trace=exit_group",
+                "-o",
+                os.devnull,
+                "true",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -83,8 +96,8 @@ def strace_problem(strace: str = "strace") -> str | None:
         return f"strace could not run: {e}"
     if done.returncode != 0:
         err = done.stderr.strip()
-        if "seccomp" in err:
-            return f"this strace does not support --seccomp-bpf (need strace >= 5.3): {err}"
+        if "seccomp" in err or "pidns" in err or "unrecognized option" in err:
+            return f"this strace is too old (need strace >= 5.9 for --seccomp-bpf and --pidns-translation): {err}"
         if "ptrace" in err or "Operation not permitted" in err:
             return f"ptrace is not allowed here (container seccomp profile or kernel.yama.ptrace_scope): {err}"
         return f"strace failed: {err or done.returncode}"
