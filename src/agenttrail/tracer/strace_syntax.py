@@ -25,6 +25,8 @@ from typing import Literal
 _HEADER = re.compile(r"(\d+)\s+(\d+\.\d+)\s+(.*)")
 _RESUMED = re.compile(r"<\.\.\. ([a-z0-9_]+) resumed>(.*)", re.S)
 _UNFINISHED = " <unfinished ...>"
+_SYNTAX = re.compile(r'["\\<>()\[\]{},]')
+_IN_STRING = re.compile(r'["\\]')
 _PIDNS = re.compile(r"/\* (\d+) in strace's PID NS \*/")
 _SIMPLE_ESCAPES = {"n": 10, "t": 9, "r": 13, "v": 11, "f": 12, "a": 7, "b": 8, "\\": 92, '"': 34, "'": 39}
 
@@ -85,22 +87,33 @@ def split_line(line: str) -> RawLine | None:
 def split_call(body: str) -> tuple[list[str], str] | None:
     """Split the text after `name(` into top-level arguments and the text after the closing `)`.
 
-    Returns None when the parenthesis never closes (a truncated or garbled line).
+    Returns None when the parenthesis never closes (a truncated or garbled line). This runs once per
+    traced syscall, so it jumps between syntax characters with a regex instead of visiting each one.
     """
     args: list[str] = []
     depth = 0  # (), [], {} nesting
     angle = 0  # fd decoration `<...>` nesting; paths inside are escaped, so `<`/`>` are syntax
     start = 0
-    i = 0
-    n = len(body)
-    while i < n:
+    pos = 0
+    search = _SYNTAX.search
+    while True:
+        m = search(body, pos)
+        if m is None:
+            return None
+        i = m.start()
         c = body[i]
+        pos = i + 1
         if c == '"':
-            i += 1
-            while i < n and body[i] != '"':
-                i += 2 if body[i] == "\\" else 1
-        elif c == "\\" and angle:
-            i += 1  # an escape inside a decoration
+            while True:  # to the closing quote, stepping over escapes
+                q = _IN_STRING.search(body, pos)
+                if q is None:
+                    return None
+                pos = q.end() + (1 if body[q.start()] == "\\" else 0)
+                if body[q.start()] == '"':
+                    break
+        elif c == "\\":
+            if angle:
+                pos = i + 2  # an escape inside a decoration
         elif c == "<":
             # A decoration follows an fd number or AT_FDCWD (`3</x>`, `AT_FDCWD</x>`) or nests inside one
             # (`</dev/null<char 1:3>>`). Elsewhere `<` does not occur outside strings.
@@ -125,8 +138,6 @@ def split_call(body: str) -> tuple[list[str], str] | None:
         elif c == "," and depth == 0:
             args.append(body[start:i].strip())
             start = i + 1
-        i += 1
-    return None
 
 
 def split_list(text: str) -> list[str]:
