@@ -91,3 +91,16 @@ def test_seed_query_runs_as_written(db_url: str) -> None:
     )
     rows = _one(engine, q)
     assert len(rows) == 1 and list(rows[0].values())[:2] == ["ana@example.com", "github.com/acme/api"]
+
+
+def test_secrets_are_redacted_before_storage(db_url: str) -> None:
+    engine = open_engine(db_url)
+    aws = "AKIA" + "Q3EGTZLXN4KJ7WVB"
+    gh = "ghp_" + "x7Kq2LmN9pR4sT6vW8yZ1aB3cD5eF7gH9iJ0"
+    ingest(engine, [
+        Event("s9", "exec", T0, {"argv": ["curl", "-H", f"Authorization: token {gh}", "https://api.github.com"]}),
+        Event("s9", "prompt", T0, {"text": f"deploy with AWS_ACCESS_KEY_ID={aws} please"}),
+    ])
+    stored = " ".join(r["payload"] for r in _one(engine, "SELECT payload FROM events"))
+    assert aws not in stored and gh not in stored
+    assert "[REDACTED:" in stored and "deploy with" in stored

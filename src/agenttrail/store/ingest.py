@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agenttrail import events as ev
 from agenttrail.events import Event
+from agenttrail.redact import redact_obj
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
 
 SNAPSHOT_KINDS = {
@@ -73,6 +74,9 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
     if not events:
         return IngestResult()
     who = who or Attribution()
+    # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
+    # commands and diffs hold secrets, and the store must never keep them.
+    events = [Event(e.session_id, e.kind, e.ts, redact_obj(e.payload), e.event_id) for e in events]
     rows = [
         {
             "event_id": e.event_id,
