@@ -176,3 +176,25 @@ def test_head_hash_covers_at_most_4k(tmp_path: Path) -> None:
     assert st.head_len == HEAD_BYTES
     assert st.offset == st.size
     assert st.line_no == 40
+
+
+def test_parallel_workers_read_the_same_as_one_process(tmp_path: Path) -> None:
+    for i in range(4):
+        t = ClaudeTranscript()
+        t.prompt(f"task {i}")
+        t.response([{"type": "text", "text": "ok"}], anthropic_usage(10 * (i + 1), 1))
+        t.write(tmp_path)
+    store = MemoryStateStore()
+    one = import_claude_code(tmp_path, state=store)
+    one.commit(store)
+    t = ClaudeTranscript()
+    t.prompt("new")
+    t.write(tmp_path)
+
+    serial = import_claude_code(tmp_path, state=store)
+    parallel = import_claude_code(tmp_path, state=store, workers=2)
+
+    assert [e.event_id for e in parallel.events] == [e.event_id for e in serial.events]
+    assert parallel.files_skipped == serial.files_skipped == 4
+    assert [s.to_dict() for s in parallel.file_states] == [s.to_dict() for s in serial.file_states]
+    assert one.total_usage().input_tokens == 100

@@ -28,6 +28,7 @@ to the message id.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from typing import Any
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
 from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
 from agenttrail.importers.incremental import StateStore
-from agenttrail.importers.jsonl import ShapeError, read_file
+from agenttrail.importers.jsonl import ShapeError, read_files
 from agenttrail.importers.records import CLAUDE_CODE, ImportBatch, TranscriptCall, TranscriptSession
 from agenttrail.usage import Usage
 
@@ -87,8 +88,23 @@ def find_claude_code_files(
     return sorted(files)
 
 
+# Line types that carry nothing the importer uses (request blobs can be 100 KB each): not even parsed.
+SKIP_PREFIXES = (
+    b'{"type":"api-request-blob"',
+    b'{"type":"api-request-shape"',
+    b'{"type":"api-request"',
+    b'{"type":"queue-operation"',
+    b'{"type":"atis-latch"',
+    b'{"type":"tools-used"',
+    b'{"type":"last-prompt"',
+    b'{"type":"file-history-snapshot"',
+)
+
+
 class ClaudeCodeParser:
     """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`)."""
+
+    skip_prefixes = SKIP_PREFIXES
 
     def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
         self.content_cap = content_cap
@@ -97,6 +113,7 @@ class ClaudeCodeParser:
         self._batch = ImportBatch()
         self._sessions: dict[str, TranscriptSession] = {}
         self._calls: dict[str, TranscriptCall] = {}
+        self._seen: dict[tuple[Any, Any], tuple[TranscriptCall, dict[str, Any]]] = {}
         self._path = Path()
         self._subagent = False
         self._file_session = ""
@@ -110,6 +127,7 @@ class ClaudeCodeParser:
         self._out = ImportBatch()
         self._sessions = {}
         self._calls = {}
+        self._seen = {}
         self._subagent = path.parent.name == "subagents"
         if self._subagent:
             self._file_session = path.parent.parent.name
@@ -168,14 +186,13 @@ class ClaudeCodeParser:
             if not self._subagent:
                 s.source_path = str(self._path)
             self._sessions[sid] = s
-        cwd = as_str(obj.get("cwd"))
-        if cwd and s.cwd is None:
-            s.cwd = cwd
-        branch = as_str(obj.get("gitBranch"))
-        if branch:
+        if s.cwd is None:
+            s.cwd = as_str(obj.get("cwd"))
+        branch = obj.get("gitBranch")
+        if branch != s.branch and isinstance(branch, str) and branch:
             s.branch = branch
-        version = as_str(obj.get("version"))
-        if version:
+        version = obj.get("version")
+        if version != s.agent_version and isinstance(version, str) and version:
             s.agent_version = version
         return s
 
@@ -301,9 +318,12 @@ class ClaudeCodeParser:
     ) -> None:
         request_id = as_str(obj.get("requestId"))
         message_id = as_str(message.get("id"))
-        call_id = call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}")
+        key = (request_id, message_id) if request_id or message_id else (sid, obj.get("uuid"))
+        seen = self._seen.get(key)
+        if seen is not None and seen[1] == usage_obj:
+            return  # another block of the same response repeating the same usage: nothing new
         call = TranscriptCall(
-            call_id=call_id,
+            call_id=call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}"),
             session_id=sid,
             agent=CLAUDE_CODE,
             provider="anthropic",
@@ -316,11 +336,17 @@ class ClaudeCodeParser:
             git_branch=as_str(obj.get("gitBranch")),
             subagent_id=as_str(obj.get("agentId")) or self._file_agent_id,
         )
-        have = self._calls.get(call_id)
-        if have is None:
-            self._calls[call_id] = call
+        if seen is None:
+            have = self._calls.get(call.call_id)
+            if have is None:
+                self._calls[call.call_id] = call
+            else:
+                have.merge(call)
+                call = have
+            self._seen[key] = (call, usage_obj)
         else:
-            have.merge(call)
+            seen[0].merge(call)
+            self._seen[key] = (seen[0], usage_obj)
 
     def _cost_state(self, obj: dict[str, Any]) -> None:
         cost = obj.get("totalCostUSD")
@@ -337,15 +363,13 @@ def iter_claude_code(
     env: Mapping[str, str] | None = None,
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
+    workers: int = 1,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """One (file, ImportBatch) per transcript file, so a caller can store and commit file by file
     without holding a whole history in memory. Calls repeated in several files (a resumed session's
     file repeats earlier responses) come out once per file with the same `call_id`: upsert them."""
-    parser = ClaudeCodeParser(content_cap=content_cap, with_events=with_events)
-    for f in find_claude_code_files(path, env=env):
-        batch = ImportBatch()
-        read_file(f, parser, batch, state)
-        yield f, batch
+    make_parser = functools.partial(ClaudeCodeParser, content_cap=content_cap, with_events=with_events)
+    yield from read_files(find_claude_code_files(path, env=env), make_parser, state, workers)
 
 
 def import_claude_code(
@@ -356,12 +380,13 @@ def import_claude_code(
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> ImportBatch:
     """Everything new under `path` (default: the Claude Code projects folders) in one batch, sessions
     and calls merged across files. `progress(file, file_batch)` is called after each file."""
     total = ImportBatch()
     for f, batch in iter_claude_code(
-        path, state=state, env=env, content_cap=content_cap, with_events=with_events
+        path, state=state, env=env, content_cap=content_cap, with_events=with_events, workers=workers
     ):
         total.extend(batch)
         if progress is not None:

@@ -32,6 +32,7 @@ uncached part: `input = input_tokens - cached - cache_write`, `cache_read = cach
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -45,7 +46,7 @@ import orjson
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
 from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
 from agenttrail.importers.incremental import StateStore
-from agenttrail.importers.jsonl import ShapeError, read_file
+from agenttrail.importers.jsonl import ShapeError, read_files
 from agenttrail.importers.records import CODEX, ImportBatch, LineError, TranscriptCall, TranscriptSession
 from agenttrail.usage import Usage
 
@@ -95,9 +96,7 @@ def codex_home(env: Mapping[str, str] | None = None) -> Path:
     return (Path(home) if home else Path.home()) / ".codex"
 
 
-def find_codex_files(
-    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
-) -> list[Path]:
+def find_codex_files(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> list[Path]:
     """Rollout files under `path` (a file, a sessions folder, or a CODEX_HOME holding `sessions/`), or
     under `$CODEX_HOME/sessions` and `$CODEX_HOME/archived_sessions`. Sorted."""
     if path is None:
@@ -130,6 +129,15 @@ def _int(v: object) -> int:
 def raw_usage(u: object) -> RawUsage | None:
     if not isinstance(u, dict):
         return None
+    fast = (
+        u.get(_FIELDS[0], 0),
+        u.get(_FIELDS[1], 0),
+        u.get(_FIELDS[2], 0),
+        u.get(_FIELDS[3], 0),
+        u.get(_FIELDS[4], 0),
+    )
+    if all(type(x) is int and x >= 0 for x in fast):
+        return fast
     return (
         _int(u.get(_FIELDS[0])),
         _int(u.get(_FIELDS[1])),
@@ -371,7 +379,7 @@ class CodexParser:
 
     # -- dialogue -------------------------------------------------------------------------------------
     def _event(self, kind: str, ts: datetime, payload: dict[str, Any], raw: bytes) -> None:
-        digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        digest = hashlib.blake2b(raw.rstrip(b"\r\n"), digest_size=16).hexdigest()
         self._out.events.append(
             Event(
                 session_id=self._sid,
@@ -478,13 +486,11 @@ def iter_codex(
     env: Mapping[str, str] | None = None,
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
+    workers: int = 1,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """One (file, ImportBatch) per rollout file, so a caller can store and commit file by file."""
-    parser = CodexParser(content_cap=content_cap, with_events=with_events)
-    for f in find_codex_files(path, env=env):
-        batch = ImportBatch()
-        read_file(f, parser, batch, state)
-        yield f, batch
+    make_parser = functools.partial(CodexParser, content_cap=content_cap, with_events=with_events)
+    yield from read_files(find_codex_files(path, env=env), make_parser, state, workers)
 
 
 def import_codex(
@@ -495,11 +501,14 @@ def import_codex(
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> ImportBatch:
     """Everything new under `path` (default: `$CODEX_HOME/sessions`) in one batch, sessions and calls
     merged across files (copies of a rollout count once). `progress(file, file_batch)` after each file."""
     total = ImportBatch()
-    for f, batch in iter_codex(path, state=state, env=env, content_cap=content_cap, with_events=with_events):
+    for f, batch in iter_codex(
+        path, state=state, env=env, content_cap=content_cap, with_events=with_events, workers=workers
+    ):
         total.extend(batch)
         if progress is not None:
             progress(f, batch)

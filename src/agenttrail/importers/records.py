@@ -162,9 +162,17 @@ class ImportBatch:
     bytes_read: int = 0
     lines_read: int = 0
 
+    # Indexes for merging in `extend`, kept across calls so folding many files stays linear. Rebuilt when
+    # the lists were changed directly (their lengths no longer match).
+    _session_index: dict[tuple[str, str], TranscriptSession] = field(default_factory=dict, repr=False, compare=False)
+    _call_index: dict[str, TranscriptCall] = field(default_factory=dict, repr=False, compare=False)
+
     def extend(self, other: ImportBatch) -> None:
         """Append another batch; sessions and calls with the same identity are merged, not repeated."""
-        sessions = {(s.agent, s.agent_session_id): s for s in self.sessions}
+        sessions = self._session_index
+        if len(sessions) != len(self.sessions):
+            sessions.clear()
+            sessions.update(((s.agent, s.agent_session_id), s) for s in self.sessions)
         for s in other.sessions:
             have = sessions.get((s.agent, s.agent_session_id))
             if have is None:
@@ -172,7 +180,10 @@ class ImportBatch:
                 self.sessions.append(s)
             else:
                 have.merge(s)
-        calls = {c.call_id: c for c in self.calls}
+        calls = self._call_index
+        if len(calls) != len(self.calls):
+            calls.clear()
+            calls.update((c.call_id, c) for c in self.calls)
         for c in other.calls:
             have_c = calls.get(c.call_id)
             if have_c is None:
