@@ -380,3 +380,14 @@ def test_real_python_files_and_tcp_connect(strace: str, tmp_path: Path) -> None:
     ]
     [conn] = [e for e in events if e.kind == "net_connect" and e.payload["port"] == port]
     assert (conn.payload["address"], conn.payload["protocol"]) == ("127.0.0.1", "tcp")
+
+
+def test_preexisting_files_for_a_snapshot_root_reached_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    oracle = PreexistingFiles.for_snapshot(str(link), {"a.txt"})
+    assert oracle(f"{real}/a.txt") is True and oracle(f"{link}/a.txt") is True
+    assert oracle(f"{real}/b.txt") is False
+    assert oracle("/elsewhere/a.txt") is None

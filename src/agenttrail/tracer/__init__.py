@@ -21,7 +21,7 @@ A session, in order (see docs/tracer.md):
     env = gateway_env(...).apply(scrub_env(os.environ, allow)) | hook_env(hooks, os.environ)
     command = build_argv(SandboxConfig(project, agent_dirs=config_paths(...)[0], ...), argv)  # unless --no-sandbox
     sup = Supervisor(command, session_id=..., config=TraceConfig(project, ignored_programs=("bwrap",)),
-                     existed_before=PreexistingFiles((project,), snap.paths()), on_event=outbox.put, env=env)
+                     existed_before=PreexistingFiles.for_snapshot(project, snap.paths()), on_event=outbox.put, env=env)
     for each exec event: package_events(event)
     code = sup.wait(); snap.changes(); commit_events(session_id, commits_between(project, head0, head1))
 

@@ -333,6 +333,12 @@ class PreexistingFiles:
     roots: tuple[str, ...]
     rel_paths: frozenset[str] = field(default_factory=frozenset)
 
+    @classmethod
+    def for_snapshot(cls, root: str, rel_paths: Iterable[str]) -> PreexistingFiles:
+        """Both spellings of the root: the kernel reports opened files by their real path."""
+        roots = {os.path.normpath(os.path.abspath(root)), os.path.realpath(root)}
+        return cls(tuple(sorted(roots)), frozenset(rel_paths))
+
     def __call__(self, path: str) -> bool | None:
         for root in self.roots:
             r = os.path.normpath(root)
