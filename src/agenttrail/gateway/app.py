@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -24,6 +23,7 @@ from agenttrail.gateway.providers import PROVIDERS
 from agenttrail.gateway.providers.base import Endpoint, Prepared
 from agenttrail.gateway.recorder import Recorder
 from agenttrail.gateway.relay import forward
+from agenttrail.gateway.upstream import UpstreamClient
 from agenttrail.pricing import Pricer
 
 log = logging.getLogger("agenttrail.gateway")
@@ -36,7 +36,7 @@ class Gateway:
     recorder: Recorder
     pricer: Pricer
     clock: Clock
-    client: httpx.AsyncClient
+    client: UpstreamClient
     policy: Policy = field(default_factory=OpenPolicy)
     observers: list[Any] = field(default_factory=list)  # callables(call) run when a call ends
 

@@ -6,8 +6,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
-import httpx
 import orjson
 from starlette.responses import Response, StreamingResponse
 
@@ -16,21 +14,22 @@ from agenttrail.gateway.errors import GatewayError, stream_error_event
 from agenttrail.gateway.headers import client_headers
 from agenttrail.gateway.providers.base import Prepared, ProviderSpec
 from agenttrail.gateway.sse import SSESplitter
+from agenttrail.gateway.upstream import UpstreamClient, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 Finish = Callable[[Call], None]
 
 
-def _connect_error(provider: str, url: str, e: Exception) -> GatewayError:
-    if isinstance(e, httpx.TimeoutException):
+def _connect_error(provider: str, e: Exception) -> GatewayError:
+    if isinstance(e, UpstreamTimeout):
         return GatewayError(
             504,
-            f"the {provider} upstream did not answer in time ({type(e).__name__}); try again later",
+            f"the {provider} upstream did not answer in time ({e}); try again later",
             record_status="upstream_timeout",
             retry=True,
         )
     return GatewayError(
         502,
-        f"the gateway cannot reach the {provider} upstream ({type(e).__name__}: {e}); "
+        f"the gateway cannot reach the {provider} upstream ({e}); "
         "the service may be down or the upstream base URL misconfigured",
         record_status="upstream_unreachable",
         retry=True,
@@ -38,7 +37,7 @@ def _connect_error(provider: str, url: str, e: Exception) -> GatewayError:
 
 
 async def forward(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     spec: ProviderSpec,
     call: Call,
     prepared: Prepared,
@@ -49,37 +48,36 @@ async def forward(
 ) -> Response:
     """Send the call upstream and return the client's response. `finish(call)` runs exactly once,
     when the call is over (for a stream: when it ends, fails, or the client goes away)."""
-    req = client.build_request(method, url, headers=headers, content=prepared.body if method != "GET" else None)
     try:
-        upstream = await client.send(req, stream=True)
-    except httpx.HTTPError as e:
-        raise _connect_error(spec.name, url, e) from None
-    call.http_status = upstream.status_code
+        upstream = await client.send(method, url, headers, prepared.body if method != "GET" else None)
+    except (UpstreamTimeout, UpstreamUnreachable) as e:
+        raise _connect_error(spec.name, e) from None
+    call.http_status = upstream.status
     call.request_id = spec.request_id(upstream.headers)
     ctype = upstream.headers.get("content-type", "")
-    if not (prepared.stream and upstream.status_code == 200 and ctype.startswith("text/event-stream")):
+    if not (prepared.stream and upstream.status == 200 and ctype.startswith("text/event-stream")):
         return await _whole(spec, call, upstream, finish)
     return StreamingResponse(
         _stream(spec, call, prepared, upstream, finish),
-        status_code=upstream.status_code,
+        status_code=upstream.status,
         headers=client_headers(upstream.headers.items()),
         media_type=None,
     )
 
 
-async def _whole(spec: ProviderSpec, call: Call, upstream: httpx.Response, finish: Finish) -> Response:
+async def _whole(spec: ProviderSpec, call: Call, upstream: UpstreamResponse, finish: Finish) -> Response:
     try:
-        content = await upstream.aread()
-    except httpx.HTTPError as e:
-        await upstream.aclose()
+        content = await upstream.read()
+    except (UpstreamTimeout, UpstreamUnreachable) as e:
+        timeout = isinstance(e, UpstreamTimeout)
         raise GatewayError(
-            504 if isinstance(e, httpx.TimeoutException) else 502,
-            f"the {spec.name} upstream broke off its answer ({type(e).__name__})",
-            record_status="upstream_timeout" if isinstance(e, httpx.TimeoutException) else "upstream_error",
+            504 if timeout else 502,
+            f"the {spec.name} upstream broke off its answer ({e})",
+            record_status="upstream_timeout" if timeout else "upstream_error",
             retry=True,
         ) from None
     finally:
-        await upstream.aclose()
+        upstream.close()
     _mark_first_byte(call)
     parsed: Any = None
     if content[:1] in (b"{", b"["):
@@ -87,7 +85,7 @@ async def _whole(spec: ProviderSpec, call: Call, upstream: httpx.Response, finis
             parsed = orjson.loads(content)
         except orjson.JSONDecodeError:
             parsed = None
-    if upstream.status_code < 400:
+    if upstream.status < 400:
         usage, model = spec.read_body(call.endpoint, parsed)
         if usage is not None:
             call.usage = usage
@@ -99,7 +97,7 @@ async def _whole(spec: ProviderSpec, call: Call, upstream: httpx.Response, finis
         call.status = "upstream_error"
         call.error = _error_message(parsed, content)
     finish(call)
-    return Response(content, status_code=upstream.status_code, headers=client_headers(upstream.headers.items()))
+    return Response(content, status_code=upstream.status, headers=client_headers(upstream.headers.items()))
 
 
 def _error_message(parsed: Any, content: bytes) -> str:
@@ -116,14 +114,14 @@ def _mark_first_byte(call: Call) -> None:
 
 
 async def _stream(
-    spec: ProviderSpec, call: Call, prepared: Prepared, upstream: httpx.Response, finish: Finish
+    spec: ProviderSpec, call: Call, prepared: Prepared, upstream: UpstreamResponse, finish: Finish
 ) -> AsyncIterator[bytes]:
     observer = spec.observer(call.endpoint, prepared)
     splitter = SSESplitter()
     ended = False
     try:
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.chunks():
                 events = splitter.feed(chunk)
                 if not events:
                     continue
@@ -139,10 +137,10 @@ async def _stream(
                 if out:
                     _mark_first_byte(call)
                     yield out[0] if len(out) == 1 else b"".join(out)
-        except httpx.HTTPError as e:
-            timeout = isinstance(e, httpx.TimeoutException)
+        except (UpstreamTimeout, UpstreamUnreachable) as e:
+            timeout = isinstance(e, UpstreamTimeout)
             call.status = "upstream_timeout" if timeout else "upstream_error"
-            call.error = f"the upstream stream broke off: {type(e).__name__}"
+            call.error = f"the upstream stream broke off: {e}"
             yield stream_error_event(spec.name, f"agenttrail gateway: {call.error}")
             ended = True
             return
@@ -161,6 +159,5 @@ async def _stream(
             call.error = call.error or observer.error
         call.usage = observer.usage
         call.model = observer.model or call.model
-        with anyio.CancelScope(shield=True):
-            await upstream.aclose()
+        upstream.close()
         finish(call)

@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from agenttrail.gateway.app import Gateway, probe
 from agenttrail.gateway.auth import KeyCache
 from agenttrail.gateway.policy import OpenPolicy, Policy
 from agenttrail.gateway.recorder import Recorder
+from agenttrail.gateway.upstream import UpstreamClient
 from agenttrail.pricing import Pricer
 from agenttrail.store.database import open_engine
 
@@ -54,25 +54,13 @@ def build_services(
     engine: Engine | None = None,
     clock: Clock | None = None,
     policy: Policy | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Services:
     engine = engine or open_engine(settings.database_url)
     clock = clock or SystemClock()
     pricer = Pricer(settings.price_overrides)
     keys = KeyCache(engine, clock)
     recorder = Recorder(engine, batch_size=settings.record_batch_size, interval_s=settings.record_flush_interval_s)
-    timeout = httpx.Timeout(
-        connect=settings.upstream_connect_timeout_s,
-        read=settings.upstream_read_timeout_s,
-        write=settings.upstream_read_timeout_s,
-        pool=settings.upstream_connect_timeout_s,
-    )
-    client = httpx.AsyncClient(
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        transport=transport,
-        follow_redirects=False,
-    )
+    client = UpstreamClient(settings.upstream_connect_timeout_s, settings.upstream_read_timeout_s)
     gateway = Gateway(
         settings=settings,
         keys=keys,
@@ -104,6 +92,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.recorder.start()
+        await svc.gateway.client.start()
         for hook in svc.on_startup:
             await hook()
         try:
@@ -112,7 +101,7 @@ def create_app(
             for hook in svc.on_shutdown:
                 await hook()
             await svc.recorder.stop()
-            await svc.gateway.client.aclose()
+            await svc.gateway.client.close()
 
     routes: list[BaseRoute] = [
         Route("/", probe, methods=["GET", "HEAD"]),
