@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "keys",
     "budgets",
     "run",
+    "login",
     "sessions",
     "report",
     "sql",
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     "link_prs",
     "sync",
     "seed_demo",
+    "tokens",
 )
 
 for _name in COMMAND_MODULES:

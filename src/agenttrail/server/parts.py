@@ -18,6 +18,7 @@ PARTS = (
     "agenttrail.server.metrics",
     "agenttrail.governance.install",
     "agenttrail.server.ingest",
+    "agenttrail.server.sessions",
     "agenttrail.server.query",
     "agenttrail.server.otlp",
     "agenttrail.server.webhooks",
