@@ -111,6 +111,12 @@ def pct(values: list[float], p: float) -> float:
     return v[min(len(v) - 1, round(p / 100 * (len(v) - 1)))]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process: the gateway's own cost, whatever else the machine runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -155,8 +161,10 @@ def main() -> None:
                 asyncio.run(drive(f"http://127.0.0.1:{gp}", key, 4, 50, stream, provider))
                 direct = asyncio.run(drive(f"http://127.0.0.1:{mp}", key, args.concurrency, args.requests,
                                            stream, provider))
+                cpu0 = cpu_s(gw.pid)
                 via = asyncio.run(drive(f"http://127.0.0.1:{gp}", key, args.concurrency, args.requests, stream,
                                         provider))
+                gw_cpu_ms = (cpu_s(gw.pid) - cpu0) / max(len(via.total), 1) * 1000
                 print(hdr)
                 for name, s in (("direct", direct), ("gateway", via)):
                     print(f"{provider + (' stream ' if stream else ' plain ') + name:28} "
@@ -166,7 +174,8 @@ def main() -> None:
                       f"{pct(via.ttft, 99) - pct(direct.ttft, 99):8.2f} "
                       f"{pct(via.total, 50) - pct(direct.total, 50):10.2f} "
                       f"{pct(via.total, 99) - pct(direct.total, 99):8.2f} "
-                      f"{(len(via.total) / via.wall) / (len(direct.total) / direct.wall):7.2f}x\n")
+                      f"{(len(via.total) / via.wall) / (len(direct.total) / direct.wall):7.2f}x")
+                print(f"{'gateway CPU per call (ms)':28} {gw_cpu_ms:9.3f}\n")
         if args.memory_calls:
             httpx.post(f"http://127.0.0.1:{mp}/_mock/config", json={"ttft_ms": 0, "chunk_ms": 0})
             before = rss_kb(gw.pid)
