@@ -32,7 +32,11 @@ class Running:
     loop: asyncio.AbstractEventLoop
 
     def flush(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.services.recorder.flush(), self.loop).result(10)
+        async def settle_then_flush() -> None:
+            await self.services.gateway.drain()
+            await self.services.recorder.flush()
+
+        asyncio.run_coroutine_threadsafe(settle_then_flush(), self.loop).result(10)
 
     def calls(self, expect: int | None = None, timeout_s: float = 10.0) -> list[dict[str, Any]]:
         """The recorded calls. With `expect`, wait (up to a deadline) until that many are recorded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Gateway:
     client: UpstreamClient
     policy: Policy = field(default_factory=OpenPolicy)
     observers: list[Any] = field(default_factory=list)  # callables(call) run when a call ends
+    _pending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     def routes(self) -> list[BaseRoute]:
         out: list[BaseRoute] = []
@@ -150,10 +152,30 @@ class Gateway:
         return await forward(self.client, spec, call, prepared, ep.method, url, headers, self._finish)
 
     def _finish(self, call: Call, settle: bool = True) -> None:
-        """The call is over: price it, record it, tell governance. Never raises."""
+        """The call is over. Its latency is fixed now; pricing (genai-prices takes ~0.1 ms), recording
+        and settlement run in a task after the answer has gone, so they never delay it."""
+        call.ended_at = self.clock.now()
+        call.latency_ms = (time.monotonic() - call.t0) * 1000.0
         try:
-            call.ended_at = self.clock.now()
-            call.latency_ms = (time.monotonic() - call.t0) * 1000.0
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._account(call)
+            return
+        task = loop.create_task(self._complete(call, settle))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _complete(self, call: Call, settle: bool) -> None:
+        self._account(call)
+        if settle:
+            try:
+                await self.policy.settle(call)
+            except Exception:
+                log.exception("could not settle call %s", call.call_id)
+
+    def _account(self, call: Call) -> None:
+        """Price, record and tell observers. Never raises: the answer has been sent already."""
+        try:
             if call.endpoint.billable and not call.cache_hit:
                 price = self.pricer.price(call.provider, call.model, call.usage)
                 call.cost_usd = price.cost_usd
@@ -162,24 +184,13 @@ class Gateway:
                 self.recorder.add(call.row())
             for obs in self.observers:
                 obs(call)
-        except Exception:  # recording must never break the answer already sent
+        except Exception:
             log.exception("could not record call %s", call.call_id)
-        if settle:
-            self._settle_later(call)
 
-    def _settle_later(self, call: Call) -> None:
-        import asyncio
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(self.policy.settle(call))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-
-_BACKGROUND: set[Any] = set()
+    async def drain(self) -> None:
+        """Wait for calls still being accounted (a stopping server flushes them all)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

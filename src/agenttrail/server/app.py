@@ -100,6 +100,7 @@ def create_app(
         finally:
             for hook in svc.on_shutdown:
                 await hook()
+            await svc.gateway.drain()
             await svc.recorder.stop()
             await svc.gateway.client.close()
 
