@@ -317,3 +317,39 @@ schema_meta = Table(
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# -- governance (migration 0002) ----------------------------------------------------------
+# Rate-limit and concurrency counters, shaped like `budget_spend`: `spent` is what settled calls used,
+# `reserved` what admitted calls (and per-process leases) still hold.
+gov_counter = Table(
+    "gov_counter",
+    metadata,
+    Column("counter", String(200), nullable=False),  # e.g. "rpm:team:3", "concurrency:key:12"
+    Column("window_start", DateTime, nullable=False),
+    Column("spent", BigInteger, nullable=False, server_default="0"),
+    Column("reserved", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("counter", "window_start"),
+)
+
+# What each live server process holds in the `reserved` columns above and in `budget_spend`, so a
+# process that dies without settling can have its holdings returned by the others.
+gov_owner = Table(
+    "gov_owner",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("host", String(300)),
+    Column("pid", Integer),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+)
+
+gov_hold = Table(
+    "gov_hold",
+    metadata,
+    Column("owner", String(64), nullable=False),
+    Column("tbl", String(10), nullable=False),  # budget | counter
+    Column("ckey", String(200), nullable=False),  # budget id, or gov_counter.counter
+    Column("window_start", DateTime, nullable=False),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("owner", "tbl", "ckey", "window_start"),
+)
