@@ -33,6 +33,25 @@ def test_anthropic_cost_matches_genai_prices(i: int, cr: int, w5: int, w1: int, 
     assert Pricer().price("anthropic", "claude-sonnet-4-5", u).cost_usd == want
 
 
+@given(tokens, tokens, tokens)
+def test_openai_cost_matches_genai_prices(i: int, cr: int, o: int) -> None:
+    want = calc_price(
+        GPUsage(input_tokens=i + cr, cache_read_tokens=cr, output_tokens=o), "gpt-4o", provider_id="openai"
+    ).total_price
+    got = Pricer().price("openai", "gpt-4o", Usage(input_tokens=i, cache_read_tokens=cr, output_tokens=o)).cost_usd
+    assert got == want
+
+
+@given(tokens, tokens, tokens, tokens)
+def test_models_without_a_one_hour_rate_price_all_writes_alike(i: int, w5: int, w1: int, o: int) -> None:
+    u = Usage(input_tokens=i, cache_write_5m_tokens=w5, cache_write_1h_tokens=w1, output_tokens=o)
+    for model in ("claude-3-5-haiku-latest", "claude-opus-4-1"):
+        gp = GPUsage(input_tokens=i + w5 + w1, cache_write_tokens=w5 + w1, cache_write_1h_tokens=w1, output_tokens=o)
+        assert (
+            Pricer().price("anthropic", model, u).cost_usd == calc_price(gp, model, provider_id="anthropic").total_price
+        )
+
+
 def test_one_hour_cache_writes_cost_more_than_five_minute_ones() -> None:
     p = Pricer()
     # 100k tokens: under the 200k long-context tier, where the base rates apply.

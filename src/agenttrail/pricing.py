@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
-from genai_prices.types import ModelPrice
+from genai_prices.types import ModelPrice, calc_unit_price
 
 from agenttrail.config import PriceOverride
 from agenttrail.usage import Usage
@@ -49,6 +49,30 @@ class Price:
 class _Resolved:
     model_price: ModelPrice | None
     source: str
+
+
+def _cost(mp: ModelPrice, u: Usage) -> Decimal:
+    """genai-prices' own per-unit tier arithmetic, applied per token class.
+
+    `ModelPrice.calc_price` decomposes usage through a generic unit registry and costs ~0.1 ms a
+    call; this is the same arithmetic for the five classes a model call reports, ~50x cheaper.
+    tests/test_pricing.py checks it equals `calc_price` on arbitrary usage.
+    """
+    total_input = u.prompt_tokens
+    one_hour = getattr(mp, "cache_write_1h_mtok", None)
+    five_min_count = u.cache_write_5m_tokens if one_hour is not None else u.cache_write_tokens
+    cost = (
+        calc_unit_price(getattr(mp, "input_mtok", None), u.input_tokens, total_input, _PER)
+        + calc_unit_price(getattr(mp, "cache_read_mtok", None), u.cache_read_tokens, total_input, _PER)
+        + calc_unit_price(getattr(mp, "cache_write_mtok", None), five_min_count, total_input, _PER)
+        + calc_unit_price(getattr(mp, "output_mtok", None), u.output_tokens, total_input, _PER)
+    )
+    if one_hour is not None:
+        cost += calc_unit_price(one_hour, u.cache_write_1h_tokens, total_input, _PER)
+    return cost
+
+
+_PER = 1_000_000
 
 
 def to_genai_usage(u: Usage) -> GPUsage:
@@ -108,8 +132,7 @@ class Pricer:
         resolved = self._resolve(provider, model)
         if resolved.model_price is None:
             return Price(Decimal(0), resolved.source, known=False)
-        total = resolved.model_price.calc_price(to_genai_usage(usage))["total_price"]
-        return Price(Decimal(total), resolved.source)
+        return Price(_cost(resolved.model_price, usage), resolved.source)
 
     def output_price_per_token(self, provider: str, model: str) -> Decimal:
         """The base output rate, for reserving a call's worst case before it runs."""
