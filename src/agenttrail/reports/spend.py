@@ -1,31 +1,153 @@
-"""Spend by a dimension over a period, from `llm_calls` (and `sessions` for repo and agent)."""
+"""Spend by a dimension over a period.
+
+Three sources, chosen for speed without changing the answer:
+- `daily_spend` (one row per day and attribution, kept by triggers) for call dimensions (team,
+  project, engineer, model, provider, day, week, month) over whole UTC days;
+- `sessions` (one row per session) for session dimensions (repo, agent, session), and for any
+  dimension under a --repo filter; a session's spend counts at its start, and calls outside any
+  session appear as "(no session)";
+- `llm_calls` joined to `sessions` for what neither answers exactly (a period that is not whole days,
+  or model/provider under --repo).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-DIMENSIONS = {
-    "team": "c.team",
-    "project": "c.project",
-    "engineer": "c.engineer",
-    "model": "c.model",
-    "provider": "c.provider",
-    "session": "c.session_id",
-    "repo": "s.repo",
-    "agent": "s.agent",
-    "day": "c.day",
-}
+from agenttrail.reports.base import Filters, Report, Section, fetch, share
+
+CALL_DIMS = ("team", "project", "engineer", "model", "provider")
+TIME_DIMS = ("day", "week", "month")
+SESSION_DIMS = ("repo", "agent", "session")
+DIMENSIONS = (*CALL_DIMS, *SESSION_DIMS, *TIME_DIMS, "period")
+NONE = "(none)"
+NO_SESSION = "(no session)"
+MEASURES = ("calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "cost_usd")
 
 
 @dataclass(slots=True)
 class SpendReport:
+    """The older shape `spend()` returns (one table)."""
+
     by: str
     columns: list[str]
     rows: list[tuple[Any, ...]]
+
+
+def _period_label(day: str, by: str) -> str:
+    if by == "day":
+        return day
+    if by == "month":
+        return day[:7]
+    y, w, _ = date.fromisoformat(day).isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def _fold(rows: list[tuple[Any, ...]], by: str) -> dict[str, list[float]]:
+    """Sum rows (label, *measures) by label, turning days into weeks or months when asked."""
+    out: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(MEASURES))
+    for label, *values in rows:
+        key = NONE if label is None else str(label)
+        if by in TIME_DIMS and label is not None:
+            key = _period_label(str(label)[:10], by)
+        acc = out[key]
+        for i, v in enumerate(values):
+            acc[i] += float(v or 0)
+    return out
+
+
+def _day_bounds(f: Filters) -> tuple[str, dict[str, Any]]:
+    parts: list[str] = ["1=1"]
+    params: dict[str, Any] = {}
+    if f.since is not None:
+        parts.append("day >= :since_day")
+        params["since_day"] = f.since.date().isoformat()
+    if f.until is not None:
+        parts.append("day < :until_day")
+        params["until_day"] = f.until.date().isoformat()
+    if f.team is not None:
+        parts.append("team = :team")
+        params["team"] = f.team
+    return " AND ".join(parts), params
+
+
+_SUMS = (
+    "COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(cost_usd)"
+)
+_DAILY_SUMS = (
+    "SUM(calls), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(cost_usd)"
+)
+_SESSION_SUMS = (
+    "SUM(calls), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(cost_usd)"
+)
+
+
+def _from_daily(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
+    col = "day" if by in TIME_DIMS else by
+    where, params = _day_bounds(f)
+    return fetch(engine, f"SELECT {col}, {_DAILY_SUMS} FROM daily_spend WHERE {where} GROUP BY {col}", params)[1]
+
+
+def _no_session(engine: Engine, f: Filters) -> list[float]:
+    """Spend of calls that carry no session id, over the filters (no repo: such calls have none)."""
+    if f.day_aligned():
+        where, params = _day_bounds(f)
+        sql = f"SELECT {_DAILY_SUMS} FROM daily_spend WHERE in_session = 0 AND {where}"
+    else:
+        where, params = f.where(time_col="started_at", repo_col=None)
+        sql = f"SELECT {_SUMS} FROM llm_calls WHERE session_id IS NULL AND {where}"
+    row = fetch(engine, sql, params)[1][0]
+    return [float(v or 0) for v in row]
+
+
+def _from_sessions(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
+    col = {"session": "session_id", "day": "day", "week": "day", "month": "day"}.get(by, by)
+    where, params = f.where(time_col="started_at")
+    return fetch(engine, f"SELECT {col}, {_SESSION_SUMS} FROM sessions WHERE {where} GROUP BY {col}", params)[1]
+
+
+def _from_calls(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
+    col = {"repo": "s.repo", "agent": "s.agent", "session": "c.session_id"}.get(by, f"c.{by}")
+    if by in TIME_DIMS:
+        col = "c.day"
+    where, params = f.where(time_col="c.started_at", team_col="c.team", repo_col="s.repo")
+    sql = f"""
+SELECT {col}, COUNT(*), SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
+       SUM(c.output_tokens), SUM(c.cost_usd)
+FROM llm_calls c LEFT JOIN sessions s ON s.session_id = c.session_id
+WHERE {where} GROUP BY {col}"""
+    return fetch(engine, sql, params)[1]
+
+
+def spend_report(engine: Engine, f: Filters, by: str = "team") -> Report:
+    if by == "period":
+        by = "week"
+    if by not in DIMENSIONS:
+        raise ValueError(f"cannot report spend by {by!r}; choose one of {', '.join(DIMENSIONS)}")
+    source: str
+    call_dim = by in CALL_DIMS or by in TIME_DIMS
+    if call_dim and f.repo is None and f.day_aligned():
+        totals, source = _fold(_from_daily(engine, f, by), by), "daily_spend"
+    elif by in SESSION_DIMS or (f.repo is not None and by not in ("model", "provider")):
+        totals, source = _fold(_from_sessions(engine, f, by), by), "sessions"
+        if f.repo is None:
+            extra = _no_session(engine, f)
+            if any(extra):
+                totals[NO_SESSION] = extra
+    else:
+        totals, source = _fold(_from_calls(engine, f, by), by), "llm_calls"
+    grand = sum(v[-1] for v in totals.values())
+    ordered = sorted(totals.items(), key=(lambda kv: kv[0]) if by in TIME_DIMS else (lambda kv: -kv[1][-1]))
+    rows = [
+        (label, int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), v[5], share(v[5], grand)) for label, v in ordered
+    ]
+    section = Section("by_" + by, f"Spend by {by}", [by, *MEASURES, "share"], rows)
+    return Report("spend", f, [section], [f"source: {source}", f"total cost_usd: {grand:.6f}"])
 
 
 def spend(
@@ -35,32 +157,7 @@ def spend(
     until: datetime | None = None,
     team: str | None = None,
 ) -> SpendReport:
-    if by not in DIMENSIONS:
-        raise ValueError(f"cannot report spend by {by!r}; choose one of {', '.join(DIMENSIONS)}")
-    dim = DIMENSIONS[by]
-    join = "LEFT JOIN sessions s ON s.session_id = c.session_id" if dim.startswith("s.") else ""
-    where: list[str] = ["1=1"]
-    params: dict[str, Any] = {}
-    if since:
-        where.append("c.started_at >= :since")
-        params["since"] = since
-    if until:
-        where.append("c.started_at < :until")
-        params["until"] = until
-    if team:
-        where.append("c.team = :team")
-        params["team"] = team
-    sql = f"""
-SELECT COALESCE(CAST({dim} AS TEXT), '(none)') AS {by}, COUNT(*) AS calls,
-       SUM(c.input_tokens) AS input_tokens, SUM(c.cache_read_tokens) AS cache_read_tokens,
-       SUM(c.cache_write_tokens) AS cache_write_tokens, SUM(c.output_tokens) AS output_tokens,
-       SUM(c.cost_usd) AS cost_usd
-FROM llm_calls c {join}
-WHERE {" AND ".join(where)}
-GROUP BY COALESCE(CAST({dim} AS TEXT), '(none)')
-ORDER BY cost_usd DESC"""
-    with engine.connect() as conn:
-        res = conn.execute(text(sql), params)
-        cols = list(res.keys())
-        rows = [tuple(r) for r in res]
-    return SpendReport(by, cols, rows)
+    """The one-table form (kept for callers of the first version)."""
+    rep = spend_report(engine, Filters(since, until, team), by)
+    s = rep.sections[0]
+    return SpendReport(by, s.columns, s.rows)

@@ -318,6 +318,106 @@ schema_meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# ---- The organisation's record (issue 5): roll-ups, PR ↔ session links, API tokens ----------------
+# The roll-ups are kept exact by database triggers (migration 0003), so every writer (ingest, the
+# gateway's recorder, importers) maintains them without knowing they exist, and reports read one row
+# per session or per day instead of grouping millions of events. No DELETE trigger: purging content
+# on a retention schedule keeps the aggregates, as DESIGN.md asks.
+
+session_rollup = Table(
+    "session_rollup",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    # Copied from agent_session so reports scan one table; NULL until the session's start arrives.
+    Column("started_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("week", String(8)),
+    Column("team_id", Integer),
+    Column("project_id", Integer),
+    Column("engineer_id", Integer),
+    Column("engineer", String(320)),
+    Column("repo", String(500)),
+    Column("agent", String(100)),
+    Column("files_created", Integer, nullable=False, server_default="0"),
+    Column("files_modified", Integer, nullable=False, server_default="0"),
+    Column("files_deleted", Integer, nullable=False, server_default="0"),
+    Column("files_renamed", Integer, nullable=False, server_default="0"),
+    Column("files_changed", Integer, nullable=False, server_default="0"),
+    Column("lines_added", BigInteger, nullable=False, server_default="0"),
+    Column("lines_removed", BigInteger, nullable=False, server_default="0"),
+    Column("commands", Integer, nullable=False, server_default="0"),
+    Column("packages", Integer, nullable=False, server_default="0"),
+    Column("connections", Integer, nullable=False, server_default="0"),
+    Column("prompts", Integer, nullable=False, server_default="0"),
+    Column("tool_calls", Integer, nullable=False, server_default="0"),
+    Column("calls", Integer, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("model", String(200)),  # the model with the largest share of the session's cost (see session_model)
+    Column("merged_prs", Integer, nullable=False, server_default="0"),  # merged PRs its commits reached
+    Index("ix_session_rollup_week", "week"),
+    Index("ix_session_rollup_started_at", "started_at"),
+    Index("ix_session_rollup_repo_started", "repo", "started_at"),
+)
+
+session_model = Table(
+    "session_model",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("calls", Integer, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("session_id", "model"),
+)
+
+call_daily = Table(
+    "call_daily",
+    metadata,
+    # One row per UTC day and attribution. NULL ids and models are stored as 0 and '' so that the
+    # upsert's unique key matches them (NULLs never conflict); the `daily_spend` view maps them back.
+    Column("day", String(10), nullable=False),
+    Column("team_id", Integer, nullable=False),
+    Column("project_id", Integer, nullable=False),
+    Column("engineer_id", Integer, nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("in_session", Integer, nullable=False),  # 1 when the calls carry a session id
+    Column("calls", BigInteger, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("day", "team_id", "project_id", "engineer_id", "provider", "model", "in_session"),
+)
+
+pr_session = Table(
+    "pr_session",
+    metadata,
+    Column("pr_id", Integer, ForeignKey("pull_request.id"), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("how", String(20), nullable=False),  # sha | trailer
+    PrimaryKeyConstraint("pr_id", "session_id"),
+    Index("ix_pr_session_session_id", "session_id"),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(200)),
+    Column("role", String(20), nullable=False),  # admin | finance | security | lead
+    Column("team_id", Integer, ForeignKey("team.id")),  # a lead's team
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+    Column("last_used_at", DateTime),
+)
+
 # -- governance (migration 0002) ----------------------------------------------------------
 # Rate-limit and concurrency counters, shaped like `budget_spend`: `spent` is what settled calls used,
 # `reserved` what admitted calls (and per-process leases) still hold.

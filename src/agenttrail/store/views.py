@@ -17,7 +17,15 @@ VIEW_NAMES = (
     "file_changes",
     "commits",
     "pull_requests",
+    "pr_sessions",
+    "session_models",
+    "daily_spend",
+    "package_installs",
 )
+
+# Views whose rows hold what people wrote or ran (prompts, responses, commands, diffs, commit messages):
+# readable only by roles that may see content (see agenttrail.query.access), and each read is audited.
+CONTENT_VIEWS = frozenset({"events", "file_changes", "commits"})
 
 
 def _duration_s(dialect: str, start: str, end: str) -> str:
@@ -30,10 +38,23 @@ def _day(dialect: str, col: str) -> str:
     return f"CAST(CAST({col} AS date) AS text)" if dialect == "postgresql" else f"date({col})"
 
 
-def _distinct_list(dialect: str, col: str) -> str:
+def _models(dialect: str) -> str:
+    """Every model the session used, the costliest first; a scalar subquery, so computed only when read."""
     if dialect == "postgresql":
-        return f"string_agg(DISTINCT {col}, ',')"
-    return f"group_concat(DISTINCT {col})"
+        return (
+            "(SELECT string_agg(sm.model, ',' ORDER BY sm.cost_usd DESC, sm.model) FROM session_model sm "
+            "WHERE sm.session_id = r.session_id AND sm.model <> '')"
+        )
+    return (
+        "(SELECT group_concat(m.model, ',') FROM (SELECT sm.model FROM session_model sm "
+        "WHERE sm.session_id = r.session_id AND sm.model <> '' ORDER BY sm.cost_usd DESC, sm.model) m)"
+    )
+
+
+def _json(dialect: str, key: str) -> str:
+    if dialect == "postgresql":
+        return f"(e.payload::jsonb ->> '{key}')"
+    return f"json_extract(e.payload, '$.{key}')"
 
 
 def view_sql(dialect: str) -> dict[str, str]:
@@ -64,48 +85,23 @@ LEFT JOIN project p ON p.id = c.project_id
 LEFT JOIN engineer e ON e.id = c.engineer_id
 LEFT JOIN virtual_key k ON k.id = c.key_id""",
         "sessions": f"""
-SELECT s.session_id, s.engineer, t.name AS team, p.name AS project, s.repo, s.branch,
-       s.agent, s.agent_version, s.agent_session_id, c.model, c.models,
-       s.started_at, s.ended_at, s.week, {_day(dialect, "s.started_at")} AS day,
-       {_duration_s(dialect, "s.started_at", "s.ended_at")} AS duration_s,
+SELECT r.session_id, r.engineer, t.name AS team, p.name AS project, r.repo, s.branch,
+       r.agent, s.agent_version, s.agent_session_id, r.model, {_models(dialect)} AS models,
+       r.started_at, r.ended_at, r.week, {_day(dialect, "r.started_at")} AS day,
+       {_duration_s(dialect, "r.started_at", "r.ended_at")} AS duration_s,
        s.head_before, s.head_after, s.exit_code, s.status, s.source, s.cwd,
-       COALESCE(f.files_created, 0) AS files_created,
-       COALESCE(f.files_modified, 0) AS files_modified,
-       COALESCE(f.files_deleted, 0) AS files_deleted,
-       COALESCE(f.files_renamed, 0) AS files_renamed,
-       COALESCE(f.files_changed, 0) AS files_changed,
-       COALESCE(f.lines_added, 0) AS lines_added,
-       COALESCE(f.lines_removed, 0) AS lines_removed,
-       COALESCE(ev.commands, 0) AS commands,
-       COALESCE(c.calls, 0) AS calls,
-       COALESCE(c.input_tokens, 0) AS input_tokens,
-       COALESCE(c.cache_read_tokens, 0) AS cache_read_tokens,
-       COALESCE(c.cache_write_tokens, 0) AS cache_write_tokens,
-       COALESCE(c.output_tokens, 0) AS output_tokens,
-       COALESCE(c.cost_usd, 0) AS cost_usd
-FROM agent_session s
-LEFT JOIN team t ON t.id = s.team_id
-LEFT JOIN project p ON p.id = s.project_id
-LEFT JOIN (
-    SELECT session_id,
-           SUM(CASE WHEN change = 'created' THEN 1 ELSE 0 END) AS files_created,
-           SUM(CASE WHEN change = 'modified' THEN 1 ELSE 0 END) AS files_modified,
-           SUM(CASE WHEN change = 'deleted' THEN 1 ELSE 0 END) AS files_deleted,
-           SUM(CASE WHEN change = 'renamed' THEN 1 ELSE 0 END) AS files_renamed,
-           COUNT(*) AS files_changed,
-           SUM(lines_added) AS lines_added, SUM(lines_removed) AS lines_removed
-    FROM file_change GROUP BY session_id
-) f ON f.session_id = s.session_id
-LEFT JOIN (
-    SELECT session_id, COUNT(*) AS commands FROM event WHERE kind = 'exec' GROUP BY session_id
-) ev ON ev.session_id = s.session_id
-LEFT JOIN (
-    SELECT session_id, COUNT(*) AS calls, MAX(model) AS model, {_distinct_list(dialect, "model")} AS models,
-           SUM(input_tokens) AS input_tokens, SUM(cache_read_tokens) AS cache_read_tokens,
-           SUM(cache_write_tokens) AS cache_write_tokens, SUM(output_tokens) AS output_tokens,
-           SUM(cost_usd) AS cost_usd
-    FROM llm_call WHERE session_id IS NOT NULL GROUP BY session_id
-) c ON c.session_id = s.session_id""",
+       r.files_created, r.files_modified, r.files_deleted, r.files_renamed, r.files_changed,
+       r.lines_added, r.lines_removed, r.lines_added + r.lines_removed AS lines_changed,
+       r.commands, r.packages, r.connections, r.prompts, r.tool_calls,
+       r.calls, r.input_tokens, r.cache_read_tokens, r.cache_write_tokens, r.output_tokens,
+       r.input_tokens + r.cache_read_tokens + r.cache_write_tokens + r.output_tokens AS total_tokens,
+       r.cost_usd, CASE WHEN r.merged_prs > 0 THEN 1 ELSE 0 END AS merged, r.merged_prs,
+       r.team_id, r.project_id, r.engineer_id
+FROM session_rollup r
+LEFT JOIN agent_session s ON s.session_id = r.session_id
+LEFT JOIN team t ON t.id = r.team_id
+LEFT JOIN project p ON p.id = r.project_id
+WHERE r.started_at IS NOT NULL""",
         "events": "SELECT e.event_id, e.session_id, e.ts, e.kind, e.payload FROM event e",
         "file_changes": (
             "SELECT f.session_id, f.path, f.change, f.old_path, f.lines_added, f.lines_removed, "
@@ -114,9 +110,37 @@ LEFT JOIN (
         "commits": (
             "SELECT g.sha, g.session_id, g.repo, g.message, g.author, g.committed_at, g.files FROM git_commit g"
         ),
-        "pull_requests": """
-SELECT pr.repo, pr.number, pr.title, pr.merged_at, pr.merge_sha, pr.merge_kind, pr.source,
-       (SELECT COUNT(DISTINCT g.session_id) FROM pr_commit pc JOIN git_commit g ON g.sha = pc.sha
-         WHERE pc.pr_id = pr.id AND g.session_id IS NOT NULL) AS sessions
+        "pull_requests": f"""
+SELECT pr.id AS pr_id, pr.repo, pr.number, pr.title, pr.merged_at, {_day(dialect, "pr.merged_at")} AS merged_day,
+       pr.merge_sha, pr.merge_kind, pr.source,
+       (SELECT COUNT(*) FROM pr_session ps JOIN session_rollup r ON r.session_id = ps.session_id
+         WHERE ps.pr_id = pr.id AND r.started_at IS NOT NULL) AS sessions,
+       COALESCE((SELECT SUM(r.cost_usd / r.merged_prs) FROM pr_session ps
+         JOIN session_rollup r ON r.session_id = ps.session_id
+         WHERE ps.pr_id = pr.id AND r.started_at IS NOT NULL AND r.merged_prs > 0), 0) AS cost_usd
 FROM pull_request pr""",
+        "pr_sessions": """
+SELECT pr.id AS pr_id, pr.repo, pr.number, pr.merged_at, ps.session_id, ps.how
+FROM pr_session ps JOIN pull_request pr ON pr.id = ps.pr_id""",
+        "session_models": """
+SELECT sm.session_id, NULLIF(sm.model, '') AS model, sm.calls, sm.cost_usd FROM session_model sm""",
+        "daily_spend": """
+SELECT d.day, t.name AS team, p.name AS project, e.email AS engineer, d.provider, NULLIF(d.model, '') AS model,
+       d.in_session, d.calls, d.input_tokens, d.cache_read_tokens, d.cache_write_tokens, d.output_tokens,
+       d.input_tokens + d.cache_read_tokens + d.cache_write_tokens + d.output_tokens AS total_tokens,
+       d.cost_usd, NULLIF(d.team_id, 0) AS team_id, NULLIF(d.project_id, 0) AS project_id,
+       NULLIF(d.engineer_id, 0) AS engineer_id
+FROM call_daily d
+LEFT JOIN team t ON t.id = d.team_id
+LEFT JOIN project p ON p.id = d.project_id
+LEFT JOIN engineer e ON e.id = d.engineer_id""",
+        "package_installs": f"""
+SELECT e.event_id, e.session_id, e.ts, {_json(dialect, "ecosystem")} AS ecosystem, {_json(dialect, "name")} AS name,
+       {_json(dialect, "version_spec")} AS version_spec, {_json(dialect, "manager")} AS manager,
+       r.engineer, t.name AS team, p.name AS project, r.repo, r.agent
+FROM event e
+LEFT JOIN session_rollup r ON r.session_id = e.session_id
+LEFT JOIN team t ON t.id = r.team_id
+LEFT JOIN project p ON p.id = r.project_id
+WHERE e.kind = 'package_install'""",
     }

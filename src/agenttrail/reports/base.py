@@ -1,0 +1,121 @@
+"""What every report shares: the filters, the result shape, and running SQL over the views.
+
+A report is a list of named sections (tables). The CLI renders each as a table, or one as CSV; the
+API and `--format json` give the same object: `{"report", "filters", "sections": {name: [rows]}, "notes"}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from agenttrail.query.readonly_sql import jsonable
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Period (naive UTC, `until` exclusive), team and repo. A lead's API token forces `team`."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    team: str | None = None
+    repo: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "team": self.team,
+            "repo": self.repo,
+        }
+
+    def where(
+        self, *, time_col: str, team_col: str | None = "team", repo_col: str | None = "repo"
+    ) -> tuple[str, dict[str, Any]]:
+        """A WHERE clause (never empty) and its parameters, for columns of one view."""
+        parts: list[str] = ["1=1"]
+        params: dict[str, Any] = {}
+        if self.since is not None:
+            parts.append(f"{time_col} >= :since")
+            params["since"] = self.since
+        if self.until is not None:
+            parts.append(f"{time_col} < :until")
+            params["until"] = self.until
+        if self.team is not None and team_col:
+            parts.append(f"{team_col} = :team")
+            params["team"] = self.team
+        if self.repo is not None and repo_col:
+            parts.append(f"{repo_col} = :repo")
+            params["repo"] = self.repo
+        return " AND ".join(parts), params
+
+    def day_aligned(self) -> bool:
+        """True when the period is whole UTC days, so the daily roll-up answers it exactly."""
+        return all(
+            t is None or (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) for t in (self.since, self.until)
+        )
+
+
+@dataclass(slots=True)
+class Section:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, (jsonable(v) for v in r), strict=True)) for r in self.rows]
+
+
+@dataclass(slots=True)
+class Report:
+    name: str
+    filters: Filters
+    sections: list[Section]
+    notes: list[str] = field(default_factory=list)
+
+    def section(self, name: str) -> Section:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        raise KeyError(f"report {self.name} has no section {name!r}; it has {', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.sections]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report": self.name,
+            "filters": self.filters.as_dict(),
+            "sections": {s.name: s.records() for s in self.sections},
+            "notes": self.notes,
+        }
+
+
+def fetch(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        res = conn.execute(text(sql), params or {})
+        cols = list(res.keys())
+        rows = [tuple(r) for r in res]
+    return cols, rows
+
+
+def as_time(v: Any) -> Any:
+    """SQLite gives a view's timestamps back as text; make them datetimes like PostgreSQL does."""
+    if isinstance(v, str):
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:
+            return v
+    return v
+
+
+def as_float(v: Any) -> float:
+    return float(v) if v is not None else 0.0
+
+
+def share(part: float, whole: float) -> float | None:
+    return part / whole if whole else None

@@ -1,0 +1,108 @@
+"""What the spend shipped: dollars per merged pull request, and where the rest went.
+
+A PR's cost is the cost of the sessions whose commits it merged; a session that reached several PRs
+is split equally between them, so PR costs add up to the spend on merged work. By team, each (PR,
+team) pair counts that team's sessions' part. PRs are those merged in the period; the spend shares
+are of sessions started in the period, plus calls in it that carry no session at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import Engine
+
+from agenttrail.reports.base import Filters, Report, Section, fetch, share
+from agenttrail.reports.spend import _no_session
+from agenttrail.reports.stats import quantile_sorted
+
+_STATS_COLS = ["median_usd_per_pr", "p90_usd_per_pr"]
+
+
+def _stats(costs: list[float]) -> tuple[float | None, float | None]:
+    s = sorted(costs)
+    return quantile_sorted(s, 0.5), quantile_sorted(s, 0.9)
+
+
+def shipped(engine: Engine, f: Filters) -> Report:
+    pr_where, pr_params = f.where(time_col="ps.merged_at", team_col=None, repo_col="ps.repo")
+    _, pairs = fetch(
+        engine,
+        f"""
+SELECT ps.pr_id, ps.repo, COALESCE(s.team, '(none)') AS team, COUNT(*) AS sessions,
+       SUM(s.cost_usd / s.merged_prs) AS cost_usd
+FROM pr_sessions ps JOIN sessions s ON s.session_id = ps.session_id
+WHERE {pr_where} GROUP BY ps.pr_id, ps.repo, COALESCE(s.team, '(none)')""",
+        pr_params,
+    )
+    if f.team is not None:
+        pairs = [p for p in pairs if p[2] == f.team]
+    all_where, all_params = f.where(time_col="merged_at", team_col=None)
+    _, prs_by_repo = fetch(
+        engine, f"SELECT repo, COUNT(*) FROM pull_requests WHERE {all_where} GROUP BY repo", all_params
+    )
+
+    team_costs: dict[str, list[float]] = defaultdict(list)
+    team_sessions: dict[str, int] = defaultdict(int)
+    pr_cost: dict[int, float] = defaultdict(float)
+    pr_repo: dict[int, str] = {}
+    for pr_id, repo, team, sessions, cost in pairs:
+        team_costs[team].append(float(cost or 0))
+        team_sessions[team] += int(sessions)
+        pr_cost[pr_id] += float(cost or 0)
+        pr_repo[pr_id] = repo
+    by_team = Section(
+        "by_team",
+        "$ per merged PR by team",
+        ["team", "merged_prs", "sessions", "cost_usd", *_STATS_COLS],
+        sorted(
+            ((t, len(c), team_sessions[t], sum(c), *_stats(c)) for t, c in team_costs.items()),
+            key=lambda r: -r[3],
+        ),
+    )
+
+    repo_costs: dict[str, list[float]] = defaultdict(list)
+    for pr_id, cost in pr_cost.items():
+        repo_costs[pr_repo[pr_id]].append(cost)
+    merged_counts = {r: int(n) for r, n in prs_by_repo}
+    repos = sorted(set(merged_counts) | set(repo_costs))
+    by_repo_rows = []
+    for repo in repos:
+        costs = repo_costs.get(repo, [])
+        count = len(costs) if f.team is not None else merged_counts.get(repo, 0)
+        by_repo_rows.append((repo, count, len(costs), sum(costs), *_stats(costs)))
+    by_repo_rows.sort(key=lambda r: -r[3])
+    by_repo = Section(
+        "by_repo",
+        "$ per merged PR by repo",
+        ["repo", "merged_prs", "agent_prs", "cost_usd", *_STATS_COLS],
+        by_repo_rows,
+    )
+
+    all_costs = list(pr_cost.values())
+    merged_prs = len(all_costs) if f.team is not None else sum(merged_counts.values())
+    overall = Section(
+        "overall",
+        "$ per merged PR",
+        ["merged_prs", "agent_prs", "cost_usd", *_STATS_COLS],
+        [(merged_prs, len(all_costs), sum(all_costs), *_stats(all_costs))],
+    )
+
+    s_where, s_params = f.where(time_col="started_at")
+    _, split = fetch(engine, f"SELECT merged, SUM(cost_usd) FROM sessions WHERE {s_where} GROUP BY merged", s_params)
+    by_merged = {int(m): float(c or 0) for m, c in split}
+    buckets: list[tuple[str, float]] = [
+        ("merged work", by_merged.get(1, 0.0)),
+        ("unmerged sessions", by_merged.get(0, 0.0)),
+    ]
+    if f.repo is None:
+        buckets.append(("no session", _no_session(engine, f)[-1]))
+    total = sum(cost for _, cost in buckets)
+    shares = Section(
+        "shares", "Where the spend went", ["bucket", "cost_usd", "share"], [(b, c, share(c, total)) for b, c in buckets]
+    )
+    notes = [
+        "a session reaching several PRs is split equally between them",
+        "PRs merged in the period; spend of sessions started in the period and of calls without a session",
+    ]
+    return Report("shipped", f, [overall, by_team, by_repo, shares], notes)
