@@ -74,7 +74,7 @@ def test_sigterm_flushes_every_record_and_spend_adds_up(db_url: str, home: str) 
                     assert r.status_code == 200
         finally:
             proc.send_signal(signal.SIGTERM)  # straight after the last answer: records still in memory
-            out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=60)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal so the exit status tells it.
         assert proc.returncode in (0, -signal.SIGTERM), err
         assert b"Traceback" not in err
