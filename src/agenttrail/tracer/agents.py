@@ -87,6 +87,7 @@ _WRAPPERS: dict[str, set[str]] = {
     "timeout": {"-s", "--signal", "-k", "--kill-after"},
     "exec": set(),
 }
+_SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", "&", "|&"})
 _PACKAGE_RUNNERS: dict[str, set[str]] = {  # run a package by name
     "npx": {"-p", "--package", "-c", "--call"},
     "bunx": {"-p", "--package"},
@@ -164,6 +165,9 @@ def _unwrap(argv: Sequence[str], depth: int = 0) -> tuple[tuple[str, ...], Agent
                 inner = shlex.split(args[args.index("-c") + 1])
             except ValueError:
                 return tuple(args), None
+            # The agent is the first command of the script: `env | grep x` is env, not `|`.
+            cut = next((i for i, t in enumerate(inner) if t in _SHELL_OPERATORS), len(inner))
+            inner = inner[:cut]
             if len(inner) == 0:
                 return tuple(args), None
             return _unwrap(inner, depth)
