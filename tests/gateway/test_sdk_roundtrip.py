@@ -100,8 +100,19 @@ def test_only_the_real_credential_goes_upstream(gw) -> None:
     openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0).chat.completions.create(
         model="gpt-4o", messages=MSG
     )
+    # Nothing the client receives, headers or body, streaming or not, carries a real credential.
+    import httpx
+
+    for stream in (False, True):
+        r = httpx.post(
+            gw.url + "/v1/messages",
+            headers={"x-api-key": gw.key, "anthropic-version": "2023-06-01"},
+            json={"model": "claude-sonnet-4-5", "max_tokens": 10, "stream": stream, "messages": MSG},
+        )
+        blob = r.text + repr(dict(r.headers))
+        assert r.status_code == 200 and REAL_ANTHROPIC not in blob and REAL_OPENAI not in blob
     seen = gw.upstream_requests()
-    assert len(seen) == 2
+    assert len(seen) == 4
     for r in seen:
         h = {k.lower(): v for k, v in r["headers"].items()}
         blob = repr(r)
