@@ -77,6 +77,11 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
     # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
     # commands and diffs hold secrets, and the store must never keep them.
     events = [Event(e.session_id, e.kind, e.ts, redact_obj(e.payload), e.event_id) for e in events]
+    # Transcript and OTLP records join the traced session they belong to (agenttrail.importers.join).
+    # Imported here, not at the top: the importers package loads protobuf, which most callers never need.
+    from agenttrail.importers import join
+
+    events = join.resolve_events(engine, events)
     rows = [
         {
             "event_id": e.event_id,
@@ -98,7 +103,9 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         fresh = [e for e in events if e.event_id in new_ids]
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.event_id in seen or seen.add(e.event_id))]  # type: ignore[func-returns-value]
+        fresh = join.materialise(conn, fresh, who)
         _materialise(conn, fresh, who)
+        join.after(conn, fresh)
     return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
 
 
