@@ -94,7 +94,9 @@ def register(app: typer.Typer) -> None:
         session_id: str = typer.Argument(..., help="A session id, or a unique prefix of one."),
         as_json: bool = typer.Option(False, "--json", help="The whole record as JSON."),
         no_diff: bool = typer.Option(False, "--no-diff", help="Leave the diffs out of the text."),
-        reads: bool = typer.Option(False, "--reads", help="List every file read in the timeline."),
+        everything: bool = typer.Option(
+            False, "--all", help="Every event: file reads, git's own files, files outside the project."
+        ),
         local: bool = typer.Option(False, "--local", help=LOCAL_HELP),
         server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
         key: str | None = typer.Option(None, "--key", help="Your virtual key (with --server)."),
@@ -129,4 +131,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(record)
             return
-        sys.stdout.write(render_timeline(record, diffs=not no_diff, reads=reads))
+        sys.stdout.write(render_timeline(record, diffs=not no_diff, everything=everything))

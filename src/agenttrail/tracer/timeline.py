@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from agenttrail.events import stable_id
+
 LIST_COLUMNS = (
     "session_id",
     "started_at",
@@ -116,6 +118,18 @@ def _select(conn: Connection, sql: str, sid: str) -> list[dict[str, Any]]:
     return [_row(r._mapping) for r in conn.execute(text(sql), {"sid": sid})]
 
 
+def _own(events: Sequence[Mapping[str, Any]], kind: str, sid: str) -> dict[str, Any]:
+    """The tracer's own start or end event: other sources (an importer, OTLP) may send their own
+    `session_start`/`session_end` for the same session, and the tracer's has the exit code, the
+    command, the sandbox. Its id is `stable_id(sid, kind)` (tracer.session)."""
+    mine = stable_id(sid, kind)
+    found = [e for e in events if e["kind"] == kind]
+    for e in found:
+        if e["event_id"] == mine:
+            return dict(e["payload"])
+    return dict(found[0]["payload"]) if found else {}
+
+
 def session_record(engine: Engine, session_id: str, *, scope: Scope | None = None) -> dict[str, Any] | None:
     """Everything known about one session, or None when there is no such session (in scope)."""
     sid = resolve_session_id(engine, session_id, scope=scope)
@@ -138,8 +152,8 @@ def session_record(engine: Engine, session_id: str, *, scope: Scope | None = Non
         if isinstance(c.get("files"), str):
             with contextlib.suppress(ValueError):
                 c["files"] = json.loads(c["files"])
-    start: dict[str, Any] = next((e["payload"] for e in events if e["kind"] == "session_start"), {})
-    end: dict[str, Any] = next((e["payload"] for e in events if e["kind"] == "session_end"), {})
+    start = _own(events, "session_start", sid)
+    end = _own(events, "session_end", sid)
     return {
         "session_id": sid,
         "session": sessions[0] if sessions else {"session_id": sid},
@@ -179,7 +193,7 @@ def _money(v: Any) -> str:
 def _argv(argv: Sequence[Any] | None, width: int = 140) -> str:
     import shlex
 
-    s = " ".join(shlex.quote(str(a)) for a in (argv or []))
+    s = " ".join(shlex.quote(str(a)) for a in (argv or [])).replace("\n", "\\n")
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
@@ -230,7 +244,10 @@ def _call_line(c: Mapping[str, Any]) -> str:
     return f"model    {c.get('provider', '?')} {model}: {tokens}; {_money(c.get('cost_usd'))}{status}"
 
 
-def render_timeline(record: Mapping[str, Any], *, diffs: bool = True, reads: bool = False) -> str:
+def render_timeline(record: Mapping[str, Any], *, diffs: bool = True, everything: bool = False) -> str:
+    """The record as text: a header, the timeline (model calls, commands, the project's files,
+    connections, packages), each changed file with its diff, packages and commits. Reads, git's
+    own files and file work outside the project are counted, and listed with `everything`."""
     s = record.get("session") or {}
     start = record.get("start") or {}
     end = record.get("end") or {}
@@ -259,7 +276,7 @@ def render_timeline(record: Mapping[str, Any], *, diffs: bool = True, reads: boo
         lines.append(f"agent session {end.get('agent_session_id') or s.get('agent_session_id')}")
 
     items: list[tuple[datetime, str]] = []
-    read_count, reads_outside, git_internal = 0, 0, 0
+    read_count, reads_outside, git_internal, outside = 0, 0, 0, 0
     root = start.get("repo_path") or s.get("cwd")
     for e in record.get("events") or []:
         ts = _t(e.get("ts"))
@@ -269,12 +286,16 @@ def render_timeline(record: Mapping[str, Any], *, diffs: bool = True, reads: boo
         if kind == "file_read":
             read_count += 1
             reads_outside += 0 if p.get("in_project") else 1
-            if reads:
+            if everything:
                 items.append((ts, f"read     {p.get('rel_path') or p.get('path')}"))
             continue
-        if p.get("source") != "snapshot" and _git_internal(kind, p, root):
-            git_internal += 1
-            continue
+        if p.get("source") != "snapshot" and not everything:
+            if _git_internal(kind, p, root):
+                git_internal += 1
+                continue
+            if kind.startswith("file_") and not (p.get("in_project") or p.get("old_in_project")):
+                outside += 1
+                continue
         line = _event_line(kind, p, root) if kind in _TIMELINE_KINDS else None
         if line:
             items.append((ts, line))
@@ -288,10 +309,14 @@ def render_timeline(record: Mapping[str, Any], *, diffs: bool = True, reads: boo
     for ts, line in items:
         offset = (ts - base).total_seconds() if base else 0.0
         lines.append(f"  {offset:+8.1f}s  {line}")
-    if read_count and not reads:
-        lines.append(f"  ({read_count} file reads, {reads_outside} outside the project: --reads lists them)")
-    if git_internal:
-        lines.append(f"  ({git_internal} file operations inside .git: in the --json record)")
+    if not everything:
+        hidden = [
+            f"{read_count} file reads ({reads_outside} outside the project)" if read_count else "",
+            f"{outside} other file operations outside the project" if outside else "",
+            f"{git_internal} inside .git" if git_internal else "",
+        ]
+        if any(hidden):
+            lines.append(f"  (not shown: {'; '.join(h for h in hidden if h)}; --all lists them)")
 
     files = list(record.get("file_changes") or [])
     if files:
