@@ -100,6 +100,7 @@ def base_env(home: Path, agenttrail_home: Path, **extra: str) -> dict[str, str]:
         "AGENTTRAIL_HOME": str(agenttrail_home),
         "LANG": "C.UTF-8",
         "NO_COLOR": "1",
+        "COLUMNS": "400",  # rich wraps messages at the terminal width; keep each on one line
     }
     for var in ("AGENTTRAIL_TEST_STRICT", "AGENTTRAIL_AGENT_CLIS", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"):
         if var in os.environ:
