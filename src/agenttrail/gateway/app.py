@@ -23,7 +23,7 @@ from agenttrail.gateway.policy import OpenPolicy, Policy
 from agenttrail.gateway.providers import PROVIDERS
 from agenttrail.gateway.providers.base import Endpoint, Prepared
 from agenttrail.gateway.recorder import Recorder
-from agenttrail.gateway.relay import forward
+from agenttrail.gateway.relay import UpstreamDeclined, forward
 from agenttrail.gateway.upstream import UpstreamClient
 from agenttrail.pricing import Pricer
 
@@ -145,11 +145,42 @@ class Gateway:
                 record_status="error",
                 retry=False,
             )
-        if call.model and call.model != call.model_requested and call.body is not None:
-            prepared.body = orjson.dumps(dict(call.body, model=call.model))
         url = spec.upstream_url(upstream.base_url, request.url.path, request.url.query)
         headers = upstream_headers(request.headers.items(), spec.auth_headers(upstream.api_key))
-        return await forward(self.client, spec, call, prepared, ep.method, url, headers, self._finish)
+        # Optional policy capabilities (governance has them, OpenPolicy does not): models to fall back
+        # on when the upstream declines or times out, and a look at each complete answer (the cache).
+        fallbacks = getattr(self.policy, "fallback_models", None)
+        models = [call.model, *(fallbacks(call) if fallbacks is not None else [])]
+        statuses: frozenset[int] = getattr(self.policy, "fallback_statuses", frozenset())
+        for i, model in enumerate(models):
+            last = i == len(models) - 1
+            if model and model != call.model_requested and call.body is not None:
+                # From the prepared body, which may carry the gateway's own changes (include_usage).
+                prepared.body = orjson.dumps(dict(orjson.loads(prepared.body), model=model))
+            call.model = model
+            try:
+                response = await forward(
+                    self.client,
+                    spec,
+                    call,
+                    prepared,
+                    ep.method,
+                    url,
+                    headers,
+                    self._finish,
+                    fallback_on=frozenset() if last else statuses,
+                )
+            except UpstreamDeclined as e:
+                _route(call, f"fallback: {model} answered {e.status}")
+                continue
+            except GatewayError as e:
+                if last or e.record_status not in ("upstream_timeout", "upstream_unreachable"):
+                    raise
+                _route(call, f"fallback: {model} {e.record_status.replace('upstream_', '')}")
+                continue
+            tap = getattr(self.policy, "tap_response", None)
+            return tap(call, response) if tap is not None else response
+        raise AssertionError("unreachable: the last model's answer is always returned or raised")
 
     def _finish(self, call: Call, settle: bool = True) -> None:
         """The call is over. Its latency is fixed now; pricing (genai-prices takes ~0.1 ms), recording
@@ -233,6 +264,10 @@ def _parse_tags(value: str | None) -> dict[str, str] | None:
         if k.strip():
             tags[k.strip()[:100]] = v.strip()[:200] if sep else ""
     return tags or None
+
+
+def _route(call: Call, reason: str) -> None:
+    call.route_reason = f"{call.route_reason}; {reason}"[:200] if call.route_reason else reason
 
 
 async def probe(request: Request) -> Response:

@@ -19,6 +19,15 @@ from agenttrail.gateway.upstream import UpstreamClient, UpstreamResponse, Upstre
 Finish = Callable[[Call], None]
 
 
+class UpstreamDeclined(Exception):
+    """The upstream answered with a status the caller asked to fall back on (forward's `fallback_on`)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
 def _connect_error(provider: str, e: Exception) -> GatewayError:
     if isinstance(e, UpstreamTimeout):
         return GatewayError(
@@ -45,13 +54,31 @@ async def forward(
     url: str,
     headers: dict[str, str],
     finish: Finish,
+    fallback_on: frozenset[int] = frozenset(),
 ) -> Response:
     """Send the call upstream and return the client's response. `finish(call)` runs exactly once,
-    when the call is over (for a stream: when it ends, fails, or the client goes away)."""
+    when the call is over (for a stream: when it ends, fails, or the client goes away).
+
+    An answer whose status is in `fallback_on` is not relayed: UpstreamDeclined is raised instead
+    (and `finish` is not called), so the caller can try another model."""
     try:
         upstream = await client.send(method, url, headers, prepared.body if method != "GET" else None)
     except (UpstreamTimeout, UpstreamUnreachable) as e:
         raise _connect_error(spec.name, e) from None
+    if upstream.status in fallback_on:
+        try:
+            content = await upstream.read()
+        except (UpstreamTimeout, UpstreamUnreachable):
+            content = b""
+        finally:
+            upstream.close()
+        parsed: Any = None
+        if content[:1] == b"{":
+            try:
+                parsed = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                parsed = None
+        raise UpstreamDeclined(upstream.status, _error_message(parsed, content))
     call.http_status = upstream.status
     call.request_id = spec.request_id(upstream.headers)
     ctype = upstream.headers.get("content-type", "")
