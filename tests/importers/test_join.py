@@ -174,7 +174,9 @@ def test_join_by_cwd_and_span_binds_the_agent_session_id(db_url: str, tmp_path: 
     assert early["calls"] == 2 and early["prompts"] == 1
     assert early["cost_usd"] == pytest.approx(expected_cost())
     (r,) = [r for r in reconcile(engine).as_dicts() if r["session_id"] == "early"]
-    assert r["gateway_calls"] == 0 and r["imported_calls"] == 2 and r["difference_usd"] == pytest.approx(expected_cost())
+    assert (
+        r["gateway_calls"] == 0 and r["imported_calls"] == 2 and r["difference_usd"] == pytest.approx(expected_cost())
+    )
 
 
 def test_untraced_transcript_is_a_session_of_its_own(db_url: str, tmp_path: Path) -> None:
@@ -184,7 +186,12 @@ def test_untraced_transcript_is_a_session_of_its_own(db_url: str, tmp_path: Path
 
     own = imported_session_id("claude-code", t.session_id)
     (s,) = rows(engine, "SELECT * FROM sessions")
-    assert (s["session_id"], s["source"], s["agent"], s["agent_session_id"]) == (own, "imported", "claude-code", t.session_id)
+    assert (s["session_id"], s["source"], s["agent"], s["agent_session_id"]) == (
+        own,
+        "imported",
+        "claude-code",
+        t.session_id,
+    )
     assert (s["calls"], s["prompts"], s["tool_calls"], s["cwd"]) == (2, 1, 1, "/home/dev/widgets")
     assert s["cost_usd"] == pytest.approx(expected_cost()) and s["engineer"] == "ana@example.com"
     assert s["model"] == MODEL

@@ -1,0 +1,360 @@
+"""`agenttrail import claude-code|codex [PATH]`: the agents' own transcripts into the record.
+
+Local by default: events go through the same idempotent ingest as everything else, into the store named
+by `--db`. With `--server URL` they are queued in a local outbox (one per server, not the tracer's) and
+uploaded to that server's `/api/v1/ingest` with `--key`; the join and the dedupe then run there.
+
+Read positions live in the local store's `import_state` (per destination), so a second import reads
+only files that changed, and stores only what it did not have (ids are stable). Damaged lines are
+counted, listed (the first few) and skipped; they never stop an import and never print a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, err_console, friendly, settings_for
+from agenttrail.config import Settings
+from agenttrail.events import LLM_CALL, SESSION_END, SESSION_START, Event
+from agenttrail.importers import (
+    CLAUDE_CODE,
+    CODEX,
+    ImportBatch,
+    LineError,
+    claude_projects_dirs,
+    codex_home,
+    find_claude_code_files,
+    find_codex_files,
+    iter_claude_code,
+    iter_codex,
+)
+from agenttrail.importers.store_state import SqlStateStore, state_source
+from agenttrail.importers.to_events import batch_to_events
+from agenttrail.pricing import Pricer
+from agenttrail.store.database import open_engine
+from agenttrail.store.ingest import Attribution, ingest
+from agenttrail.usage import Usage
+
+import_app = typer.Typer(
+    help="Import the agents' own transcripts: Claude Code (~/.claude/projects) and Codex ($CODEX_HOME/sessions).",
+    no_args_is_help=True,
+)
+
+FLUSH_EVENTS = 5_000  # events per ingest transaction (or outbox put): few fsyncs, bounded memory
+SHOW_ERRORS = 10
+KEY_ENV = "AGENTTRAIL_KEY"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app, name="import", rich_help_panel="Record")
+
+
+@dataclass
+class Totals:
+    files: int = 0
+    files_read: int = 0
+    files_skipped: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    sessions: set[tuple[str, str]] = field(default_factory=set)
+    calls: int = 0
+    events: int = 0
+    stored: int = 0  # events the store (or the server) did not have
+    duplicates: int = 0
+    queued: int = 0  # --server: events put in the outbox that it did not hold yet
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    errors: list[LineError] = field(default_factory=list)
+    warnings: int = 0
+
+    def add(self, batch: ImportBatch, events: list[Event]) -> None:
+        self.files_read += batch.files_read
+        self.files_skipped += batch.files_skipped
+        self.bytes_read += batch.bytes_read
+        self.lines += batch.lines_read
+        self.sessions.update((s.agent, s.agent_session_id) for s in batch.sessions)
+        self.errors.extend(batch.errors)
+        self.warnings += len(batch.warnings)
+        for e in events:
+            if e.kind == LLM_CALL:
+                self.calls += 1
+                self.cost_usd += float(e.payload["record"].get("cost_usd") or 0.0)
+            elif e.kind not in (SESSION_START, SESSION_END):  # a session's markers repeat per file
+                self.events += 1
+        for c in batch.calls:
+            self.usage = self.usage + c.usage
+
+    def as_dict(self) -> dict[str, Any]:
+        u = self.usage
+        return {
+            "files": self.files,
+            "files_read": self.files_read,
+            "files_unchanged": self.files_skipped,
+            "bytes_read": self.bytes_read,
+            "lines_read": self.lines,
+            "sessions": len(self.sessions),
+            "calls": self.calls,
+            "events": self.events,
+            "stored_new": self.stored,
+            "already_stored": self.duplicates,
+            "input_tokens": u.input_tokens,
+            "cache_read_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "unreadable_lines": len(self.errors),
+            "warnings": self.warnings,
+        }
+
+
+class Sink:
+    """Where events go: the local store, or the outbox of a server upload."""
+
+    def put(self, events: list[Event]) -> tuple[int, int]:  # (new, duplicates)
+        raise NotImplementedError
+
+    def close(self, totals: Totals) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class LocalSink(Sink):
+    def __init__(self, settings: Settings) -> None:
+        self.engine = open_engine(settings.database_url)
+
+    def put(self, events: list[Event]) -> tuple[int, int]:
+        r = ingest(self.engine, events, Attribution())
+        return r.accepted, r.duplicates
+
+
+class ServerSink(Sink):
+    """Queue durably, upload in the background; what the server lacks arrives even after a crash
+    (the outbox is sent again by the next `agenttrail import --server` to the same URL)."""
+
+    def __init__(self, settings: Settings, server: str, key: str) -> None:
+        import hashlib
+
+        from agenttrail.outbox.queue import Outbox
+        from agenttrail.outbox.uploader import Uploader
+
+        digest = hashlib.sha256(server.rstrip("/").encode()).hexdigest()[:16]
+        self.outbox = Outbox(settings.home / f"import-outbox-{digest}.db")
+        self.uploader = Uploader(self.outbox, server, key)
+        self.uploader.start(interval_s=0.5)
+
+    def put(self, events: list[Event]) -> tuple[int, int]:
+        n = self.outbox.put(events)
+        self.uploader.wake()
+        return n, len(events) - n
+
+    def abort(self) -> None:
+        self.uploader.stop(deadline_s=0)
+        self.uploader.close()
+        self.outbox.close()
+
+    def close(self, totals: Totals) -> None:
+        with err_console.status("uploading…"):
+            left = self.uploader.stop(deadline_s=120.0)
+        # Stored means stored by the server; already there: held by the outbox, or by the server.
+        totals.stored = self.uploader.sent
+        totals.duplicates += self.uploader.duplicates
+        self.uploader.close()
+        self.outbox.close()
+        if self.uploader.error is not None:
+            raise UserError(f"{self.uploader.error} ({left} events wait in the outbox; run the import again)")
+        if left:
+            why = f": {self.uploader.last_failure}" if self.uploader.last_failure else ""
+            raise UserError(
+                f"{left} events are not uploaded yet{why}. They wait in the outbox; run the same import again."
+            )
+
+
+Finder = Callable[..., list[Path]]
+Iterate = Callable[..., Iterator[tuple[Path, ImportBatch]]]
+
+
+def run_import(
+    agent: str,
+    path: str | None,
+    *,
+    settings: Settings,
+    server: str | None = None,
+    key: str | None = None,
+    env: dict[str, str] | None = None,
+    show_progress: bool = True,
+) -> Totals:
+    env = dict(os.environ if env is None else env)
+    finder: Finder = find_claude_code_files if agent == CLAUDE_CODE else find_codex_files
+    iterate: Iterate = iter_claude_code if agent == CLAUDE_CODE else iter_codex
+    files = finder(path, env=env)
+    totals = Totals(files=len(files))
+    if path is not None and not Path(path).expanduser().exists():
+        raise UserError(f"{path} does not exist")
+    if not files:
+        return totals
+    if server and not key:
+        raise UserError(f"--server needs a virtual key: pass --key sk-at-… or set {KEY_ENV}")
+    pricer = Pricer(settings.price_overrides)
+    # Positions are local (the files are): the local store, one set per destination.
+    state = SqlStateStore(open_engine(settings.database_url), state_source(agent, server))
+    sink: Sink = ServerSink(settings, server, key or "") if server else LocalSink(settings)
+    # Files are folded into one batch until it is worth a transaction: a session split over several
+    # files (its subagents, a resumed session) is then one partial view, one set of session markers.
+    acc = ImportBatch()
+
+    def flush() -> None:
+        nonlocal acc
+        events = batch_to_events(acc, pricer)
+        totals.add(acc, events)
+        if events:
+            new, dup = sink.put(events)
+            totals.stored += new
+            totals.duplicates += dup
+            totals.queued += new
+        # Positions only after their events are stored (or durably queued): a crash re-reads, never loses.
+        state.put_many(acc.file_states)
+        acc = ImportBatch()
+
+    total_bytes = sum(_size(f) for f in files)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err_console,
+        disable=not (show_progress and err_console.is_terminal),
+        transient=False,
+    )
+    try:
+        with progress:
+            task = progress.add_task(f"{agent}", total=total_bytes, note="")
+            for f, batch in iterate(path, state=state, env=env):
+                acc.extend(batch)
+                if len(acc.events) + len(acc.calls) >= FLUSH_EVENTS:
+                    flush()
+                progress.update(
+                    task,
+                    advance=_size(f),
+                    note=f"{len(totals.sessions)} sessions · {totals.calls} calls · {len(totals.errors)} unreadable",
+                )
+            flush()
+    except BaseException:
+        sink.abort()  # what was flushed is stored (or queued) with its positions; the rest is read again
+        raise
+    sink.close(totals)
+    return totals
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _report(agent: str, where: str, totals: Totals, server: str | None, as_json: bool) -> None:
+    if as_json:
+        import orjson
+
+        d = totals.as_dict()
+        d["errors"] = [{"path": e.path, "line": e.line_no, "reason": e.reason} for e in totals.errors]
+        console.print_json(orjson.dumps(d).decode())
+        return
+    if totals.files == 0:
+        console.print(f"no {agent} transcripts under {where}")
+        return
+    u = totals.usage
+    dest = f"uploaded to {server}" if server else "stored"
+    console.print(
+        f"[bold]{agent}[/]: {totals.files} files ({totals.files_read} read, {totals.files_skipped} unchanged), "
+        f"{totals.bytes_read / 1e6:.1f} MB, {totals.lines} lines",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  {len(totals.sessions)} sessions, {totals.calls} calls, {totals.events} events: "
+        f"{totals.stored} new {dest}, {totals.duplicates} already there",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  tokens: {u.input_tokens:,} input, {u.cache_read_tokens:,} cache read, "
+        f"{u.cache_write_tokens:,} cache write, {u.output_tokens:,} output; cost ${totals.cost_usd:,.4f}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if totals.errors:
+        console.print(f"  [yellow]{len(totals.errors)} unreadable lines skipped[/]:", highlight=False)
+        for e in totals.errors[:SHOW_ERRORS]:
+            console.print(f"    {e.path}:{e.line_no}: {e.reason}", highlight=False, markup=False, soft_wrap=True)
+        if len(totals.errors) > SHOW_ERRORS:
+            console.print(f"    … and {len(totals.errors) - SHOW_ERRORS} more (--json lists them all)")
+    else:
+        console.print("  0 unreadable lines")
+
+
+PATH_ARG = typer.Argument(None, help="A transcript file or folder (default: the agent's own folder).")
+SERVER = typer.Option(None, "--server", help="Upload to this agenttrail server instead of the local store.")
+KEY = typer.Option(None, "--key", help=f"Virtual key for --server (default: ${KEY_ENV}).")
+DB = typer.Option(None, "--db", help=DB_HELP)
+CONFIG = typer.Option(None, "--config", help=CONFIG_HELP)
+JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
+QUIET = typer.Option(False, "--no-progress", help="No progress bar.")
+
+
+def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Callable[..., None]:
+    @friendly
+    def command(
+        path: str | None = PATH_ARG,
+        server: str | None = SERVER,
+        key: str | None = KEY,
+        db: str | None = DB,
+        config: str | None = CONFIG,
+        as_json: bool = JSON,
+        no_progress: bool = QUIET,
+    ) -> None:
+        settings = settings_for(db, config)
+        env = dict(os.environ)
+        key = key or env.get(KEY_ENV)
+        started = time.monotonic()
+        try:
+            totals = run_import(
+                agent,
+                path,
+                settings=settings,
+                server=server,
+                key=key,
+                env=env,
+                show_progress=not (no_progress or as_json),
+            )
+        except OSError as e:  # a folder it may not list, a full disk: one line, not a traceback
+            raise UserError(f"import stopped: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
+        where = path or default_where(env)
+        _report(agent, where, totals, server, as_json)
+        if not as_json and totals.files:
+            secs = time.monotonic() - started
+            console.print(f"  {secs:.1f} s", highlight=False)
+
+    return command
+
+
+import_app.command(
+    "claude-code",
+    help="Claude Code transcripts: $CLAUDE_CONFIG_DIR/projects, or ~/.claude/projects (subagents included).",
+)(_command(CLAUDE_CODE, lambda env: ", ".join(str(p) for p in claude_projects_dirs(env))))
+import_app.command(
+    "codex",
+    help="Codex rollouts: $CODEX_HOME/sessions, or ~/.codex/sessions.",
+)(_command(CODEX, lambda env: str(codex_home(env) / "sessions")))
