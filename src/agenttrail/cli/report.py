@@ -212,3 +212,6 @@ def packages_cmd(
         config=config,
         opts={"name": name, "ecosystem": ecosystem},
     )
+
+
+import agenttrail.cli.report_reconcile  # noqa: E402, F401  (registers `report reconcile` on report_app)
