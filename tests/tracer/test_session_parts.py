@@ -324,3 +324,30 @@ def test_the_text_timeline_reads_as_a_session(tmp_path: Path) -> None:
     everything = render_timeline(rec, everything=True, diffs=False)
     assert "read     /etc/hostname" in everything and ".git/index.lock" in everything and "    +x" not in everything
     assert session_record(engine, "nope") is None and session_record(engine, "se%") is None
+
+
+def test_only_the_hooks_that_do_something_are_kept(tmp_path: Path) -> None:
+    import subprocess
+
+    from agenttrail.tracer.commit_hook import install_hooks
+    from agenttrail.tracer.environment import prune_hooks
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    own = repo / ".git" / "hooks" / "pre-push"
+    own.write_text("#!/bin/sh\nexit 0\n")
+    own.chmod(0o755)
+    (repo / ".git" / "hooks" / "post-commit.sample").write_text("#!/bin/sh\n")  # not executable: git skips it
+    hooks = install_hooks(tmp_path / "session-hooks", "s1")
+    assert prune_hooks(hooks, str(repo)) == ["commit-msg", "pre-push", "prepare-commit-msg"]
+    assert sorted(os.listdir(hooks)) == ["commit-msg", "pre-push", "prepare-commit-msg"]
+    # A repository that keeps its hooks elsewhere (husky): those are the ones forwarded.
+    husky = repo / ".husky"
+    husky.mkdir()
+    (husky / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (husky / "pre-commit").chmod(0o755)
+    subprocess.run(["git", "config", "core.hooksPath", ".husky"], cwd=repo, check=True)
+    hooks = install_hooks(tmp_path / "session-hooks-2", "s1")
+    assert prune_hooks(hooks, str(repo)) == ["commit-msg", "pre-commit", "prepare-commit-msg"]
+    assert prune_hooks(install_hooks(tmp_path / "h3", "s1"), None) == ["commit-msg", "prepare-commit-msg"]

@@ -89,6 +89,48 @@ def sandbox_argv(
     return build_argv(config, command)
 
 
+TRAILER_HOOKS = ("prepare-commit-msg", "commit-msg")
+
+
+def repo_hooks_dir(root: str) -> str | None:
+    """The repository's own hooks directory as git sees it (its core.hooksPath, or .git/hooks)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-path", "hooks"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def prune_hooks(hooks_dir: str | os.PathLike[str], repo_root: str | None) -> list[str]:
+    """Keep only the forwarding hooks that do something: the two that add the trailer, and those the
+    repository has a hook of its own for. Returns the names kept.
+
+    Git runs `reference-transaction` and `post-index-change` on every ref update and index write; each
+    forwarder is a shell plus `git rev-parse`, so the full set made a 30-commit loop 4.3x slower (2.5 s
+    against 0.57 s untraced), the pruned set 2.4x. A hook the repository gains during the session is
+    not forwarded for the rest of it (docs/run.md).
+    """
+    own_dir = repo_hooks_dir(repo_root) if repo_root else None
+    own: set[str] = set()
+    if own_dir and os.path.isdir(own_dir) and not is_under(own_dir, str(hooks_dir)):
+        own = {n for n in os.listdir(own_dir) if os.access(os.path.join(own_dir, n), os.X_OK)}
+    kept = []
+    for name in sorted(os.listdir(hooks_dir)):
+        if name in TRAILER_HOOKS or name in own:
+            kept.append(name)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(hooks_dir, name))
+    return kept
+
+
 def hidden_paths(agenttrail_home: str | os.PathLike[str], sqlite_db: str | None, project_dir: str) -> tuple[str, ...]:
     """agenttrail's own state: its home (login file with the key, outbox) and a local SQLite store."""
     hidden = [str(agenttrail_home)]

@@ -48,6 +48,7 @@ from agenttrail.tracer.environment import (
     from_terminal,
     hidden_paths,
     keep_private_dir,
+    prune_hooks,
     resolve_command,
     sandbox_argv,
     sqlite_file,
@@ -229,6 +230,7 @@ class TracedSession:
         assert self.agent is not None
         self.private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         hooks = install_hooks(self.private_dir / "hooks", self.session_id)
+        prune_hooks(hooks, self.ident.root if self.ident else None)
         self.own_hooks = OwnHooks(str(hooks))
         self.agent_env = agent_environment(
             self.env,
