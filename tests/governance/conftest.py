@@ -98,6 +98,9 @@ def make_gov(db_url: str, mock_url: str):  # type: ignore[no-untyped-def]
     stack = contextlib.ExitStack()
 
     def make(raw: dict[str, Any] | None = None, clock: Clock | None = None, **overrides: Any) -> Gov:
+        # Records are written when the test asks (Running.calls flushes): a background flush racing
+        # it could write the same batch twice.
+        overrides.setdefault("record_flush_interval_s", 3600.0)
         settings = gateway_settings(db_url, mock_url, **overrides)
         if raw:
             settings = replace(settings, raw={**settings.raw, **raw})

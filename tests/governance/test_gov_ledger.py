@@ -224,3 +224,20 @@ async def test_a_new_period_starts_from_zero(db_url: str) -> None:
         rows = conn.execute(text("SELECT spent_nanos FROM budget_spend ORDER BY period_start")).all()
     assert [r[0] for r in rows] == [100, 1]
     assert timedelta(0) == timedelta(0)
+
+
+@pytest.mark.parametrize("amount", [0, 10])
+async def test_a_fresh_process_sees_what_was_spent_before_it_started(db_url: str, amount: int) -> None:
+    """A process that has never been to the store holds no lease, so it cannot admit locally, even a
+    call whose price is unknown (amount 0)."""
+    engine = open_engine(db_url)
+    cid = _budget(engine, 1_000_000)
+    claim = Claim(cid, limit=1_000_000, amount=amount, lease=10_000, exact_within=50_000)
+    first = Ledger(engine, FixedClock(NOW))
+    t = await first.reserve([claim])
+    first.settle(t, {cid: 1_000_000})
+    await first.flush(release_all=True)
+    fresh = Ledger(engine, FixedClock(NOW))
+    with pytest.raises(Refused) as e:
+        await fresh.reserve([claim])
+    assert e.value.spent == 1_000_000

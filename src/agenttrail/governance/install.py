@@ -58,6 +58,7 @@ def build(svc: Services) -> Governance:
         limiter=Limiter(LimitSettings.from_settings(s)),
         router=Router(RoutingSettings.from_settings(s)),
         cache=cache,
+        alerter=alerter,
     )
     return Governance(policy, ledger, alerter, cache, book)
 

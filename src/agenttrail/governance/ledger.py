@@ -72,7 +72,14 @@ class Account:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def can_admit_locally(self, amount: int) -> bool:
-        return self.lease > 0 and self.free >= amount and self.limit - self.committed >= self.exact_within
+        # Only against a lease the store granted (held > 0): an account never synced with the store
+        # knows nothing of what other processes, or earlier runs, have spent.
+        return (
+            self.lease > 0
+            and self.held > 0
+            and self.free >= amount
+            and self.limit - self.committed >= self.exact_within
+        )
 
     @property
     def free(self) -> int:
@@ -417,6 +424,7 @@ class Ledger:
                 del self._accounts[acc.cid]  # nothing held, long unused: forget it
         if not due:
             return
+        await self._ensure([a for a in due if not a.ensured])
         async with contextlib.AsyncExitStack() as locks:
             for acc in sorted(due, key=_order):  # the admissions' order: no lock cycles
                 await locks.enter_async_context(acc.lock)

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from agenttrail.clock import Clock
 from agenttrail.gateway.call import Call
 from agenttrail.gateway.errors import GatewayError
+from agenttrail.governance.alerts import Alerter
 from agenttrail.governance.budgets import (
     NANOS,
     Budget,
@@ -65,6 +66,7 @@ class GovernancePolicy:
         limiter: Limiter,
         router: Router,
         cache: ResponseCache,
+        alerter: Alerter | None = None,
     ) -> None:
         self.clock = clock
         self.pricer = pricer
@@ -75,6 +77,7 @@ class GovernancePolicy:
         self.limiter = limiter
         self.router = router
         self.cache = cache
+        self.alerter = alerter
         cache.pricer = pricer  # the cache prices an answer it keeps: the gateway prices after sending
         self.refusals = 0
         # A budget that was removed or replaced takes this process's counters for it along.
