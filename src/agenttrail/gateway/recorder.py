@@ -38,6 +38,7 @@ class Recorder:
         self._max_pending = max_pending
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.dropped = 0
@@ -66,13 +67,16 @@ class Recorder:
         await self.flush()
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._batch_size]
-            await to_thread.run_sync(self._write, batch)
-            del self._pending[: len(batch)]
-            self.written += len(batch)
-            for listener in self.listeners:
-                listener(batch)
+        # One writer at a time: the background loop and a shutdown (or test) flush must not both
+        # take the same head of the queue while the first write is still in its thread.
+        async with self._flush_lock:
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                await to_thread.run_sync(self._write, batch)
+                del self._pending[: len(batch)]
+                self.written += len(batch)
+                for listener in self.listeners:
+                    listener(batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self._engine.begin() as conn:

@@ -1,0 +1,39 @@
+"""The recorder writes each call once, however many flushes overlap."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from agenttrail.events import new_id
+from agenttrail.gateway.recorder import Recorder
+from agenttrail.store.database import open_engine
+from agenttrail.store.tables import llm_call
+
+
+def _row() -> dict[str, object]:
+    return {"call_id": new_id(), "started_at": datetime(2026, 11, 1), "provider": "anthropic", "status": "ok"}
+
+
+async def test_overlapping_flushes_write_each_row_once(db_url: str) -> None:
+    engine = open_engine(db_url)
+    rec = Recorder(engine, batch_size=50, interval_s=60)
+    for _ in range(500):
+        rec.add(_row())
+    await asyncio.gather(*(rec.flush() for _ in range(5)))
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(llm_call)).scalar_one() == 500
+    assert rec.written == 500
+
+
+async def test_stop_flushes_what_is_pending(db_url: str) -> None:
+    engine = open_engine(db_url)
+    rec = Recorder(engine, batch_size=1000, interval_s=60)
+    await rec.start()
+    for _ in range(7):
+        rec.add(_row())
+    await rec.stop()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(llm_call)).scalar_one() == 7
