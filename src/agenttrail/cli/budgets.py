@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
             + (f", owner {b.owner}" if b.owner else "")
             + ")",
             highlight=False,
+            soft_wrap=True,
         )
 
     @budget_app.command("list")
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove a budget (gateways stop applying it within seconds)."""
         b = remove_budget(open_engine(settings_for(db, config).database_url), budget_id)
-        console.print(f"removed budget {b.id}: {b.label} {usd(b.limit_nanos)}", highlight=False)
+        console.print(f"removed budget {b.id}: {b.label} {usd(b.limit_nanos)}", highlight=False, soft_wrap=True)
 
     @app.command("alerts", rich_help_panel="Governance")
     @friendly
