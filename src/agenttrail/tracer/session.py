@@ -265,8 +265,7 @@ class TracedSession:
         if opts.server and opts.key:
             outbox = Outbox(Path(opts.home) / "outbox.db")
             uploader = Uploader(outbox, opts.server, opts.key)
-            self.sink = OutboxSink(outbox, uploader)
-            self._upload_interval = opts.upload_interval_s
+            self.sink = OutboxSink(outbox, uploader, upload_interval_s=opts.upload_interval_s)
         else:
             if not opts.database_url:
                 raise SessionError("no server and no local store: give --server, or --db")
@@ -351,16 +350,23 @@ class TracedSession:
         self.sup.start()
 
     def _on_event(self, event: Event) -> None:
-        # On the supervisor's reader thread: only cheap work here (the sink's add is an append).
-        if self.own_hooks is not None and not self.own_hooks.keep(event):
-            return
-        batch = [event]
-        if event.kind == ev.EXEC:
-            batch += package_events(event)
-        if self.watch is not None:
-            self.watch.see(event)
-        for e in batch:
-            self.counts[e.kind] += 1
+        # On the supervisor's reader thread: only cheap work here (the sink's add is an append). It
+        # never raises: the supervisor would report that as the session's failure and lose the exit code.
+        try:
+            if self.own_hooks is not None and not self.own_hooks.keep(event):
+                return
+            batch = [event]
+            if event.kind == ev.EXEC:
+                batch += package_events(event)
+            if self.watch is not None:
+                self.watch.see(event)
+        except Exception as e:  # a recogniser tripped on odd input: keep the event itself
+            self.counts["event_errors"] += 1
+            if self.counts["event_errors"] == 1:
+                self._log(f"could not interpret an event ({type(e).__name__}: {e}); it is kept as it is")
+            batch = [event]
+        for item in batch:
+            self.counts[item.kind] += 1
         assert self.sink is not None
         self.sink.add(batch)
 
@@ -404,8 +410,8 @@ class TracedSession:
         now = time.monotonic()
         self.signals.append((signum, now))
         sup = self.sup
-        if sup is None:
-            return
+        if sup is None or sup.process is None:
+            raise KeyboardInterrupt  # the agent is not running yet: stop before it does
         if not (signum == signal.SIGINT and from_terminal()):
             sup.send_signal(signum)
         # Three signals within two seconds: the person wants out, whatever the agent thinks.

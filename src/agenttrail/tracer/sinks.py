@@ -147,12 +147,14 @@ def _warn_once() -> Callable[[BaseException], None]:
 class OutboxSink:
     """Events to the outbox; an uploader sends them to the server during the session and at its end."""
 
-    def __init__(self, outbox: Outbox, uploader: Uploader | None, *, interval_s: float = 0.1) -> None:
+    def __init__(
+        self, outbox: Outbox, uploader: Uploader | None, *, interval_s: float = 0.1, upload_interval_s: float = 1.0
+    ) -> None:
         self.outbox = outbox
         self.uploader = uploader
         self._batches = BatchingSink(self._write, interval_s=interval_s, name="agenttrail-outbox")
         if uploader is not None:
-            uploader.start()
+            uploader.start(upload_interval_s)
 
     def _write(self, batch: list[Event]) -> None:
         self.outbox.put(batch)
