@@ -340,15 +340,17 @@ def relink(conn: Connection, from_id: str, to_id: str) -> bool:
 def materialise(conn: Connection, fresh: Sequence[Event], who: Attribution) -> list[Event]:
     """Store what newly arrived importer events imply; return the events left for ingest's own rules."""
     rest: list[Event] = []
-    attribution: dict[str, dict[str, Any]] = {}
+    calls: list[Event] = []
     for e in fresh:
         p = e.payload
         if e.kind in (SESSION_START, SESSION_END) and p.get("source") == IMPORTED and p.get("agent_session_id"):
             _imported_session(conn, e, who)
         elif e.kind == LLM_CALL and isinstance(p.get("record"), dict) and p["record"].get("source") in IMPORTER_SOURCES:
-            _call(conn, e, who, attribution)
+            calls.append(e)
         else:
             rest.append(e)
+    if calls:
+        _calls(conn, calls, who, {})
     return rest
 
 
@@ -515,47 +517,126 @@ def upsert_metric(
 # ---------------------------------------------------------------------------------------------- calls
 
 
-def _call(conn: Connection, e: Event, who: Attribution, attribution: dict[str, dict[str, Any]]) -> None:
-    p = e.payload
-    r: dict[str, Any] = p["record"]
-    call_id = str(r.get("call_id") or e.event_id)
-    asid = p.get("agent_session_id") if isinstance(p.get("agent_session_id"), str) else r.get("agent_session_id")
+# Columns an inserted call must not leave NULL (executemany needs one key set for every row).
+_CALL_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(TOKENS, 0),
+    "cost_usd": 0.0,
+    "cost_nanos": 0,
+    "saved_usd": 0.0,
+    "stream": False,
+    "cache_hit": False,
+}
+_CALL_COLUMNS = tuple(col.name for col in llm_call.columns)
+_IN_CHUNK = 500
+
+
+@dataclass(slots=True)
+class _Rec:
+    e: Event
+    r: dict[str, Any]
+    call_id: str
+    asid: str | None
+    request_id: str | None
+
+
+def _calls(conn: Connection, events: Sequence[Event], who: Attribution, attribution: dict[str, dict[str, Any]]) -> None:
+    """Store the importer calls of one ingest batch: a few set-based lookups, then one insert."""
+    recs: list[_Rec] = []
+    for e in events:
+        r: dict[str, Any] = e.payload["record"]
+        asid = e.payload.get("agent_session_id")
+        asid = asid if isinstance(asid, str) else r.get("agent_session_id")
+        rid = r.get("request_id")
+        recs.append(
+            _Rec(e, r, str(r.get("call_id") or e.event_id), asid, rid if isinstance(rid, str) and rid else None)
+        )
     c = llm_call.c
-    have = conn.execute(select(llm_call).where(c.call_id == call_id)).mappings().first()
-    if have is not None:
-        _merge_usage(conn, have, r)
-        return
-    request_id = r.get("request_id")
-    if isinstance(request_id, str) and request_id:
-        dup = conn.execute(
-            select(c.call_id, c.session_id, c.agent_session_id).where(c.request_id == request_id).limit(1)
-        ).first()
-        if dup is not None:
+    have: dict[str, Any] = {}
+    ids = sorted({x.call_id for x in recs})
+    for i in range(0, len(ids), _IN_CHUNK):
+        for m in conn.execute(select(llm_call).where(c.call_id.in_(ids[i : i + _IN_CHUNK]))).mappings():
+            have[m["call_id"]] = m
+    by_request: dict[str, dict[str, Any]] = {}
+    rids = sorted({x.request_id for x in recs if x.request_id and x.call_id not in have})
+    for i in range(0, len(rids), _IN_CHUNK):
+        q = select(c.call_id, c.session_id, c.agent_session_id, c.request_id).where(
+            c.request_id.in_(rids[i : i + _IN_CHUNK])
+        )
+        for row in conn.execute(q):
+            by_request.setdefault(row.request_id, dict(row._mapping))
+    new: dict[str, dict[str, Any]] = {}  # call_id -> row to insert
+    new_rids: set[str] = set()
+    unmatched: list[_Rec] = []
+    for x in recs:
+        if x.call_id in have:
+            # The same call read before (a transcript and OTLP copy, or a fuller reading): keep the maximum.
+            merged = _merge_usage(conn, have[x.call_id], x.r)
+            if merged is not None:
+                have[x.call_id] = merged
+            continue
+        if x.call_id in new:
+            _merge_into(new[x.call_id], x.r)
+            continue
+        if x.request_id and x.request_id in by_request:
+            # The gateway (or another source) recorded the provider request id: its row is the one that counts.
+            dup = by_request[x.request_id]
             fill: dict[str, Any] = {}
-            if dup.session_id is None:
-                fill["session_id"] = e.session_id
-            if dup.agent_session_id is None and asid:
-                fill["agent_session_id"] = asid
+            if dup["session_id"] is None:
+                fill["session_id"] = x.e.session_id
+            if dup["agent_session_id"] is None and x.asid:
+                fill["agent_session_id"] = x.asid
             if fill:
-                conn.execute(update(llm_call).where(c.call_id == dup.call_id).values(**fill))
-            return
-    if _claim_copy(conn, e, r, asid):
-        return
-    values = {k: r[k] for k in (col.name for col in llm_call.columns) if k in r and k not in ("started_at", "ended_at")}
-    values.update(
-        call_id=call_id,
-        started_at=naive(e.ts),
-        session_id=e.session_id,
-        agent_session_id=asid,
+                conn.execute(update(llm_call).where(c.call_id == dup["call_id"]).values(**fill))
+                dup.update(fill)
+            continue
+        if x.request_id and x.request_id in new_rids:
+            continue
+        unmatched.append(x)
+        new[x.call_id] = _row(conn, x, who, attribution)
+        if x.request_id:
+            new_rids.add(x.request_id)
+    if unmatched:
+        for x in _claim_copies(conn, unmatched):
+            new.pop(x.call_id, None)
+    if new:
+        rows = list(new.values())
+        stmt = _insert(conn, llm_call).on_conflict_do_nothing()
+        for i in range(0, len(rows), _IN_CHUNK):
+            conn.execute(stmt, rows[i : i + _IN_CHUNK])
+
+
+def _row(conn: Connection, x: _Rec, who: Attribution, attribution: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    r = x.r
+    row: dict[str, Any] = dict.fromkeys(_CALL_COLUMNS)
+    row.update(_CALL_DEFAULTS)
+    row.update({k: r[k] for k in _CALL_COLUMNS if k in r and r[k] is not None and k not in ("started_at", "ended_at")})
+    row.update(
+        call_id=x.call_id,
+        started_at=naive(x.e.ts),
+        session_id=x.e.session_id,
+        agent_session_id=x.asid,
         source=r.get("source") or "transcript",
         status=r.get("status") or "ok",
         provider=r.get("provider") or "unknown",
     )
-    for k, v in _attribution(conn, e.session_id, who, attribution).items():
-        values.setdefault(k, v)
-        if values[k] is None:
-            values[k] = v
-    conn.execute(_insert(conn, llm_call).values(**values).on_conflict_do_nothing())
+    for k, v in _attribution(conn, x.e.session_id, who, attribution).items():
+        if row.get(k) is None:
+            row[k] = v
+    return row
+
+
+def _merge_into(row: dict[str, Any], r: dict[str, Any]) -> None:
+    """Two readings of one call in the same batch: the row to insert keeps the larger of each."""
+    grown = any(int(r.get(k) or 0) > int(row.get(k) or 0) for k in TOKENS)
+    dominated = all(int(r.get(k) or 0) >= int(row.get(k) or 0) for k in TOKENS)
+    for k in TOKENS:
+        row[k] = max(int(row.get(k) or 0), int(r.get(k) or 0))
+    if grown:
+        if dominated:
+            row["cost_usd"], row["cost_nanos"] = r.get("cost_usd") or 0.0, r.get("cost_nanos") or 0
+        else:
+            row["cost_usd"] = max(float(row["cost_usd"] or 0), float(r.get("cost_usd") or 0))
+            row["cost_nanos"] = max(int(row["cost_nanos"] or 0), int(r.get("cost_nanos") or 0))
 
 
 def _attribution(
@@ -575,8 +656,9 @@ def _attribution(
     return hit
 
 
-def _merge_usage(conn: Connection, have: Any, r: dict[str, Any]) -> None:
-    """A later reading of a call stored before: token counts only grow while a response streams."""
+def _merge_usage(conn: Connection, have: Any, r: dict[str, Any]) -> dict[str, Any] | None:
+    """A later reading of a call stored before: token counts only grow while a response streams.
+    Returns the row as it now is, or None when nothing changed."""
     new = {k: int(r.get(k) or 0) for k in TOKENS}
     old = {k: int(have[k] or 0) for k in TOKENS}
     merged = {k: max(new[k], old[k]) for k in TOKENS}
@@ -597,8 +679,10 @@ def _merge_usage(conn: Connection, have: Any, r: dict[str, Any]) -> None:
     for k in ("request_id", "model", "agent_session_id", "latency_ms"):
         if have[k] is None and r.get(k) is not None:
             changes[k] = r[k]
-    if changes:
-        conn.execute(update(llm_call).where(llm_call.c.call_id == have["call_id"]).values(**changes))
+    if not changes:
+        return None
+    conn.execute(update(llm_call).where(llm_call.c.call_id == have["call_id"]).values(**changes))
+    return {**dict(have), **changes}
 
 
 def _eligible(cand: Any, request_id: str | None) -> bool:
@@ -610,50 +694,67 @@ def _eligible(cand: Any, request_id: str | None) -> bool:
     return bool(cand.source == "gateway" and cand.provider == "openai" and not str(cand.request_id).startswith("resp_"))
 
 
-def _claim_copy(conn: Connection, e: Event, r: dict[str, Any], asid: str | None) -> bool:
-    """The same call already stored from a channel without a shared request id: note the copy, True."""
-    tokens = {k: int(r.get(k) or 0) for k in MATCH_TOKENS}
-    if not any(tokens.values()) or r.get("status", "ok") != "ok":
-        return False
-    source = str(r.get("source") or "transcript")
-    ts = naive(e.ts)
+def _claim_copies(conn: Connection, recs: list[_Rec]) -> list[_Rec]:
+    """The records already stored from a channel without a shared request id (see the module docstring):
+    each such row notes its copy in `tags`. One query for the whole batch; returns the records claimed."""
+    wanted = [x for x in recs if x.r.get("status", "ok") == "ok" and any(int(x.r.get(k) or 0) for k in MATCH_TOKENS)]
+    if not wanted:
+        return []
     c = llm_call.c
-    scope = [c.session_id == e.session_id]
-    if asid:
-        scope.append(c.agent_session_id == asid)
-    rows = conn.execute(
-        select(c.call_id, c.source, c.provider, c.request_id, c.tags, c.started_at, c.session_id, c.agent_session_id)
-        .where(
-            c.started_at.between(ts - CALL_MATCH_WINDOW, ts + CALL_MATCH_WINDOW),
-            c.provider == (r.get("provider") or "unknown"),
-            c.source != source,
-            or_(*scope),
-            *(getattr(c, k) == v for k, v in tokens.items()),
-        )
-        .order_by(c.started_at)
-    ).all()
-    mark = f"agenttrail.copy.{source}"
-    request_id = r.get("request_id") if isinstance(r.get("request_id"), str) else None
-    best = None
-    for cand in rows:
-        tags = _tags(cand.tags)
-        if mark in tags or not _eligible(cand, request_id):
+    times = [naive(x.e.ts) for x in wanted]
+    sessions = sorted({x.e.session_id for x in wanted})
+    asids = sorted({x.asid for x in wanted if x.asid})
+    scope = [c.session_id.in_(sessions)]
+    if asids:
+        scope.append(c.agent_session_id.in_(asids))
+    q = select(
+        c.call_id, c.source, c.provider, c.request_id, c.tags, c.started_at, c.session_id, c.agent_session_id,
+        *(getattr(c, k) for k in MATCH_TOKENS),
+    ).where(
+        c.started_at.between(min(times) - CALL_MATCH_WINDOW, max(times) + CALL_MATCH_WINDOW),
+        or_(*scope),
+    )  # fmt: skip
+    by_tokens: dict[tuple[int, ...], list[Any]] = {}
+    for row in conn.execute(q):
+        by_tokens.setdefault(tuple(int(getattr(row, k) or 0) for k in MATCH_TOKENS), []).append(row)
+    if not by_tokens:
+        return []
+    claimed: list[_Rec] = []
+    taken: dict[str, dict[str, Any]] = {}  # call_id -> its tags as updated in this batch
+    for x, ts in zip(wanted, times, strict=True):
+        source = str(x.r.get("source") or "transcript")
+        mark = f"agenttrail.copy.{source}"
+        provider = x.r.get("provider") or "unknown"
+        best = None
+        for cand in by_tokens.get(tuple(int(x.r.get(k) or 0) for k in MATCH_TOKENS), ()):
+            if cand.source == source or cand.provider != provider:
+                continue
+            if cand.session_id != x.e.session_id and not (x.asid and cand.agent_session_id == x.asid):
+                continue
+            if abs(cand.started_at - ts) > CALL_MATCH_WINDOW or not _eligible(cand, x.request_id):
+                continue
+            tags = taken.get(cand.call_id) or _tags(cand.tags)
+            if mark in tags:
+                continue
+            if best is None or abs((cand.started_at - ts).total_seconds()) < abs(
+                (best[0].started_at - ts).total_seconds()
+            ):
+                best = (cand, tags)
+        if best is None:
             continue
-        if best is None or abs((cand.started_at - ts).total_seconds()) < abs((best[0].started_at - ts).total_seconds()):
-            best = (cand, tags)
-    if best is None:
-        return False
-    cand, tags = best
-    tags[mark] = str(r.get("call_id") or e.event_id)
-    values: dict[str, Any] = {"tags": orjson.dumps(tags).decode()}
-    if cand.request_id is None and request_id:
-        values["request_id"] = request_id
-    if cand.session_id is None:
-        values["session_id"] = e.session_id
-    if cand.agent_session_id is None and asid:
-        values["agent_session_id"] = asid
-    conn.execute(update(llm_call).where(c.call_id == cand.call_id).values(**values))
-    return True
+        cand, tags = best
+        tags = {**tags, mark: x.call_id}
+        taken[cand.call_id] = tags
+        values: dict[str, Any] = {"tags": orjson.dumps(tags).decode()}
+        if cand.request_id is None and x.request_id:
+            values["request_id"] = x.request_id
+        if cand.session_id is None:
+            values["session_id"] = x.e.session_id
+        if cand.agent_session_id is None and x.asid:
+            values["agent_session_id"] = x.asid
+        conn.execute(update(llm_call).where(c.call_id == cand.call_id).values(**values))
+        claimed.append(x)
+    return claimed
 
 
 def _tags(raw: object) -> dict[str, Any]:

@@ -1,0 +1,296 @@
+"""Import throughput on generated transcripts, against ccusage on the same files in the same run.
+
+    python3 bench/importers.py [--mb 1024] [--agents claude-code,codex] [--ccusage PATH] [--workers 1]
+                               [--store] [--workdir DIR] [--append-doc docs/performance.md]
+
+Generates Claude Code transcripts (sessions with thinking, text, tool calls and results, subagents, the
+line types Claude Code skips) and Codex rollouts (turn contexts, reasoning, function calls and outputs,
+`token_usage_record` and `token_count`), in the shapes the real CLIs write (tests/importers/builders.py),
+`--mb` of each. Then, on the same files:
+
+- `ccusage` (`daily --json --offline`; `codex daily` for Codex): wall time and token totals;
+- agenttrail's parser, usage only (what ccusage computes): `iter_claude_code(..., with_events=False)`;
+- agenttrail's parser with the dialogue events, turned into ingest events (`to_events`), nothing stored;
+- with `--store`, the whole `agenttrail import` into a fresh SQLite store (events, calls, sessions, join).
+
+Token totals must be equal between ccusage and agenttrail (the script says so, or says where they
+differ). Throughput is the files' size over wall time. Install ccusage with
+`npm install --prefix DIR ccusage@20.0.24 @ccusage/ccusage-linux-x64@20.0.24` (20.0.26's Linux binary is
+missing from the registry). This is a measurement, never a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from agenttrail.config import load_settings  # noqa: E402
+from agenttrail.importers import iter_claude_code, iter_codex  # noqa: E402
+from agenttrail.importers.to_events import batch_to_events  # noqa: E402
+from agenttrail.pricing import Pricer  # noqa: E402
+from agenttrail.usage import Usage  # noqa: E402
+from importers.builders import T0, ClaudeTranscript, CodexRollout, anthropic_usage, codex_usage  # noqa: E402
+
+WORDS = [
+    "the",
+    "agent",
+    "reads",
+    "the",
+    "file",
+    "then",
+    "runs",
+    "the",
+    "tests",
+    "and",
+    "fixes",
+    "what",
+    "fails",
+    "before",
+    "it",
+    "commits",
+]
+
+
+def prose(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(max(1, n // 5)))
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*.jsonl"))
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+
+def claude_session(i: int, rng: random.Random, turns: int) -> ClaudeTranscript:
+    t = ClaudeTranscript(cwd=f"/home/dev/repo{i % 40}", clock=T0 + timedelta(hours=i))
+    for turn in range(turns):
+        if turn % 5 == 0:
+            t.noise()
+        t.prompt(prose(rng, 200))
+        tool_id = f"toolu_{i}_{turn}"
+        u = anthropic_usage(
+            rng.randint(5, 3000), rng.randint(20, 900), cache_read=rng.randint(0, 90_000),
+            cache_5m=rng.randint(0, 4000), cache_1h=rng.choice((0, 0, 0, rng.randint(1, 2000))),
+        )  # fmt: skip
+        t.response(
+            [
+                {"type": "thinking", "thinking": prose(rng, 800), "signature": "c2ln" * 40},
+                {"type": "text", "text": prose(rng, 400)},
+                {"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": prose(rng, 80)}},
+            ],
+            u,
+            partial_output=1,
+        )
+        t.tool_result(tool_id, prose(rng, rng.choice((300, 2000, 6000, 20_000))))
+        closing = anthropic_usage(rng.randint(5, 500), rng.randint(5, 400))
+        t.response([{"type": "text", "text": prose(rng, 300)}], closing)
+    t.cost_state(1.0 + i, start_time=1_795_364_981_251 + i)
+    return t
+
+
+def generate_claude(root: Path, target: int, seed: int = 7) -> int:
+    rng = random.Random(seed)
+    projects = root / "projects"
+    written, i = 0, 0
+    while written < target:
+        t = claude_session(i, rng, turns=30)
+        p = t.write(projects)
+        written += p.stat().st_size
+        if i % 4 == 0:  # a subagent: its lines carry the parent's session id
+            sub = ClaudeTranscript(session_id=t.session_id, cwd=t.cwd, agent_id=f"a{i}", clock=t.clock)
+            for _ in range(5):
+                sub.prompt(prose(rng, 100))
+                sub.response([{"type": "text", "text": prose(rng, 300)}], anthropic_usage(rng.randint(5, 900), 50))
+            written += sub.write(projects).stat().st_size
+        i += 1
+    return written
+
+
+def generate_codex(root: Path, target: int, seed: int = 11) -> int:
+    rng = random.Random(seed)
+    written, i = 0, 0
+    while written < target:
+        # Distinct times per session: ccusage counts Codex events with the same time and usage once.
+        r = CodexRollout(cwd=f"/home/dev/repo{i % 40}", model="gpt-5", clock=T0 + timedelta(hours=i))
+        r.meta()
+        for turn in range(30):
+            r.turn_context()
+            r.user(prose(rng, 200))
+            r.reasoning(prose(rng, 500))
+            call = f"call_{i}_{turn}"
+            r.function_call(call, args={"cmd": prose(rng, 60)})
+            r.function_output(call, "Process exited with code 0\n" + prose(rng, rng.choice((300, 2000, 6000))))
+            r.assistant(prose(rng, 400))
+            u = codex_usage(rng.randint(2000, 90_000), 0, rng.randint(20, 2000), rng.randint(0, 500))
+            u["cached_input_tokens"] = rng.randint(0, u["input_tokens"])
+            r.usage_record(f"resp_{i:06d}_{turn:03d}", u)
+            r.token_count(u)
+        written += r.write(root).stat().st_size
+        i += 1
+    return written
+
+
+# -------------------------------------------------------------------------------------------- runners
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    tokens: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+def timed(fn: Callable[[], dict[str, int]]) -> tuple[float, dict[str, int]]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def usage_tokens(u: Usage) -> dict[str, int]:
+    """Totals as ccusage reports them, for both agents: input without cache reads and writes."""
+    return {
+        "input": u.input_tokens,
+        "output": u.output_tokens,
+        "cache_read": u.cache_read_tokens,
+        "cache_write": u.cache_write_tokens,
+    }
+
+
+def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int) -> dict[str, int]:
+    iterate = iter_claude_code if agent == "claude-code" else iter_codex
+    pricer = Pricer()
+    seen: set[str] = set()
+    total = Usage()
+    for _, batch in iterate(root, with_events=events, workers=workers):
+        if events:
+            batch_to_events(batch, pricer)
+        for c in batch.calls:
+            if c.call_id not in seen:  # a call repeated in another file (a resumed session) counts once
+                seen.add(c.call_id)
+                total = total + c.usage
+    return usage_tokens(total)
+
+
+def agenttrail_store(agent: str, root: Path, work: Path) -> dict[str, int]:
+    from agenttrail.cli.import_ import run_import
+
+    db = work / f"store-{agent}.db"
+    for p in work.glob(f"store-{agent}.db*"):
+        p.unlink()
+    settings = load_settings(db=f"sqlite:///{db}", env={"AGENTTRAIL_HOME": str(work / "home")})
+    totals = run_import(agent, str(root), settings=settings, env={}, show_progress=False)
+    return usage_tokens(totals.usage)
+
+
+def ccusage(exe: str, agent: str, root: Path) -> dict[str, int]:
+    env = {**os.environ, "TZ": "UTC"}
+    if agent == "claude-code":
+        env["CLAUDE_CONFIG_DIR"] = str(root)
+        args = [exe, "daily", "--json", "--offline"]
+    else:
+        env["CODEX_HOME"] = str(root)
+        args = [exe, "codex", "daily", "--json", "--offline"]
+    p = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=3600)
+    if p.returncode != 0:
+        raise SystemExit(f"ccusage failed: {p.stderr[-2000:]}")
+    totals = json.loads(p.stdout)["totals"]
+    return {
+        "input": int(totals["inputTokens"]),
+        "output": int(totals["outputTokens"]),
+        "cache_read": int(totals["cacheReadTokens"]),
+        "cache_write": int(totals["cacheCreationTokens"]),
+    }
+
+
+def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Path) -> list[Run]:
+    runs: list[Run] = []
+    exe = args.ccusage or shutil.which("ccusage")
+    if exe:
+        secs, tokens = timed(lambda: ccusage(exe, agent, root))
+        runs.append(Run("ccusage 20.0.24", secs, tokens))
+    else:
+        print("ccusage not found: pass --ccusage PATH", file=sys.stderr)
+    for workers in sorted({1, args.workers}):
+        label = "" if workers == 1 else f", {workers} processes"
+        secs, tokens = timed(lambda w=workers: agenttrail_parse(agent, root, events=False, workers=w))
+        runs.append(Run(f"agenttrail, usage only{label}", secs, tokens))
+    secs, tokens = timed(lambda: agenttrail_parse(agent, root, events=True, workers=1))
+    runs.append(Run("agenttrail, with dialogue events", secs, tokens))
+    if args.store:
+        secs, tokens = timed(lambda: agenttrail_store(agent, root, work))
+        runs.append(Run("agenttrail import into SQLite", secs, tokens, "events, calls, sessions stored"))
+    return runs
+
+
+def report(agent: str, size: int, runs: list[Run]) -> str:
+    base = next((r for r in runs if r.name.startswith("ccusage")), None)
+    lines = [
+        f"{agent}: {size / 1e6:.0f} MB",
+        "",
+        "| run | seconds | MB/s | vs ccusage | tokens equal to ccusage |",
+        "|---|---|---|---|---|",
+    ]
+    for r in runs:
+        mbs = size / 1e6 / r.seconds
+        ratio = f"{base.seconds / r.seconds:.2f}×" if base else "n/a"
+        same = "—" if r is base or base is None else ("yes" if r.tokens == base.tokens else f"NO: {r.tokens}")
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {mbs:.0f} | {ratio} | {same} |")
+    if base:
+        lines.append("")
+        lines.append(f"ccusage totals: {base.tokens}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=1024, help="size of each agent's generated transcripts")
+    ap.add_argument("--agents", default="claude-code,codex")
+    ap.add_argument("--ccusage", help="the ccusage executable (default: on PATH)")
+    ap.add_argument("--workers", type=int, default=1, help="also time the parser over this many processes")
+    ap.add_argument("--store", action="store_true", help="also time the whole import into a SQLite store")
+    ap.add_argument("--workdir", help="keep generated files here (reused when present)")
+    ap.add_argument("--append-doc", help="append the tables to this markdown file")
+    args = ap.parse_args()
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="at-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    target = args.mb * 1_000_000
+    out: list[str] = []
+    for agent in args.agents.split(","):
+        root = work / agent
+        size = folder_size(root) if root.exists() else 0
+        if size < target * 0.95:
+            shutil.rmtree(root, ignore_errors=True)
+            t0 = time.perf_counter()
+            size = generate_claude(root, target) if agent == "claude-code" else generate_codex(root, target)
+            print(f"generated {size / 1e6:.0f} MB of {agent} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        # Read once so both tools start from a warm page cache.
+        for f in root.rglob("*.jsonl"):
+            f.read_bytes()
+        text = report(agent, size, bench(agent, root, size, args, work))
+        print(text + "\n", flush=True)
+        out.append(text)
+    if args.append_doc:
+        with open(args.append_doc, "a") as fh:
+            fh.write("\n" + "\n\n".join(out) + "\n")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
