@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, err_console, friendly, settings_for
 from agenttrail.config import Settings
@@ -341,6 +342,9 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
             )
         except OSError as e:  # a folder it may not list, a full disk: one line, not a traceback
             raise UserError(f"import stopped: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
+        except SQLAlchemyError as e:  # the store went away mid-import; what was stored stays, with its positions
+            reason = getattr(e, "orig", None) or e
+            raise UserError(f"import stopped: the store failed: {str(reason).splitlines()[0]}") from None
         where = path or default_where(env)
         _report(agent, where, totals, server, as_json)
         if not as_json and totals.files:
