@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         key: str | None = typer.Option(
             None, "--key", help="Your virtual key (sk-at-…). Default: $AGENTTRAIL_KEY or `agenttrail login`."
         ),
-        project: str | None = typer.Option(None, "--project", help="Project the session's model calls are tagged with."),
+        project: str | None = typer.Option(None, "--project", help="Project to tag the model calls with."),
         no_sandbox: bool = typer.Option(False, "--no-sandbox", help="Trace without the bubblewrap sandbox."),
         allow_write: list[str] = typer.Option(
             [], "--allow-write", help="Another path the agent may write (repeatable).", metavar="PATH"
