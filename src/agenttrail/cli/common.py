@@ -5,16 +5,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
 from agenttrail.config import ConfigError, Settings, load_settings
-from agenttrail.store.database import open_engine
-from agenttrail.store.engine import StoreError
-from agenttrail.store.org import DirectoryError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,8 +42,16 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, StoreError, DirectoryError, UserError) as e:
+        except (ConfigError, UserError) as e:
             fail(str(e))
+        except Exception as e:
+            # Imported here, not at the top: every command's start-up would pay for the store's imports.
+            from agenttrail.store.engine import StoreError
+            from agenttrail.store.org import DirectoryError
+
+            if isinstance(e, StoreError | DirectoryError):
+                fail(str(e))
+            raise
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)
@@ -57,4 +64,6 @@ def settings_for(db: str | None = None, config: str | None = None) -> Settings:
 
 
 def engine_for(db: str | None = None, config: str | None = None) -> Engine:
+    from agenttrail.store.database import open_engine
+
     return open_engine(settings_for(db, config).database_url)
