@@ -124,7 +124,15 @@ def register(app: typer.Typer) -> None:
                     searched = client.server_url
                     record = {}
         if record is None:
-            record = session_record(engine_for(db, config), session_id)
+            from agenttrail.clock import SystemClock
+            from agenttrail.query.access import audit, local_principal
+
+            engine = engine_for(db, config)
+            record = session_record(engine, session_id)
+            if record:  # content read from the store: audited like the query API's (agenttrail.query.access)
+                audit(
+                    engine, local_principal(), "session.read", {"session_id": record["session_id"]}, SystemClock().now()
+                )
         if not record:
             fail(f"no session {session_id!r} in {searched} (`agenttrail sessions` lists them)")
             return

@@ -7,8 +7,9 @@
   session whose end never comes (the laptop died) loses its key after `[sessions] key_max_hours`
   (24 by default): it is created with that expiry.
 - `GET /api/v1/sessions` and `GET /api/v1/sessions/{id}` read the record: a key sees its engineer's
-  sessions (a key without an engineer, its team's; a session key, its own session). Each read of one
-  session's content (commands, diffs) is written to the audit log.
+  sessions (a key without an engineer, its team's; a session key, its own session): their own work.
+  Each read of one session's content (commands, diffs) is written to the audit log, as the query
+  API's content reads are (agenttrail.query.access).
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from typing import Any
 
 import orjson
 from anyio import to_thread
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agenttrail.events import new_id
 from agenttrail.gateway.errors import GatewayError
+from agenttrail.query.access import Principal, audit
 from agenttrail.server.app import Services
 from agenttrail.store.keys import KeyInfo, create_session_key
-from agenttrail.store.tables import audit_log, project, virtual_key
+from agenttrail.store.tables import project, virtual_key
 from agenttrail.tracer.timeline import Scope, list_sessions, session_record
 
 DEFAULT_KEY_MAX_HOURS = 24.0
@@ -134,13 +136,9 @@ def end_session(engine: Engine, key: KeyInfo, session_id: str, now: datetime) ->
 
 
 def _audit(engine: Engine, key: KeyInfo, session_id: str, now: datetime) -> None:
-    detail = {"session_id": session_id, "key_prefix": key.prefix, "team": key.team}
-    with engine.begin() as conn:
-        conn.execute(
-            insert(audit_log).values(
-                ts=now, actor=key.engineer or key.prefix, action="session.read", detail=orjson.dumps(detail).decode()
-            )
-        )
+    # The same trail as the query API's content reads (agenttrail.query.access): who, as what, read what.
+    who = Principal("engineer" if key.session_id is None else "session", key.engineer or f"key:{key.prefix}", key.team)
+    audit(engine, who, "session.read", {"session_id": session_id, "key_prefix": key.prefix}, now)
 
 
 def install(svc: Services) -> list[BaseRoute]:
