@@ -97,10 +97,37 @@ def test_secrets_are_redacted_before_storage(db_url: str) -> None:
     engine = open_engine(db_url)
     aws = "AKIA" + "Q3EGTZLXN4KJ7WVB"
     gh = "ghp_" + "x7Kq2LmN9pR4sT6vW8yZ1aB3cD5eF7gH9iJ0"
-    ingest(engine, [
-        Event("s9", "exec", T0, {"argv": ["curl", "-H", f"Authorization: token {gh}", "https://api.github.com"]}),
-        Event("s9", "prompt", T0, {"text": f"deploy with AWS_ACCESS_KEY_ID={aws} please"}),
-    ])
+    ingest(
+        engine,
+        [
+            Event("s9", "exec", T0, {"argv": ["curl", "-H", f"Authorization: token {gh}", "https://api.github.com"]}),
+            Event("s9", "prompt", T0, {"text": f"deploy with AWS_ACCESS_KEY_ID={aws} please"}),
+        ],
+    )
     stored = " ".join(r["payload"] for r in _one(engine, "SELECT payload FROM events"))
     assert aws not in stored and gh not in stored
     assert "[REDACTED:" in stored and "deploy with" in stored
+
+
+def test_agent_session_id_learnt_at_the_end_is_kept(db_url: str) -> None:
+    from agenttrail.store.tables import llm_call
+
+    engine = open_engine(db_url)
+    with engine.begin() as conn:  # a gateway call made with the engineer's own key, before the session ends
+        conn.execute(
+            llm_call.insert().values(
+                call_id="c1",
+                started_at=datetime(2026, 5, 6, 9, 1),
+                provider="anthropic",
+                status="ok",
+                agent_session_id="cc-77",
+                cost_usd=0.5,
+            )
+        )
+    evs = _session_events("s10")
+    evs[-1] = Event("s10", "session_end", T0 + timedelta(minutes=5), {"exit_code": 0, "agent_session_id": "cc-77"})
+    ingest(engine, evs)
+    (row,) = _one(engine, "SELECT agent_session_id FROM sessions WHERE session_id = 's10'")
+    assert row["agent_session_id"] == "cc-77"
+    (s,) = _one(engine, "SELECT calls, cost_usd FROM sessions WHERE session_id = 's10'")
+    assert (s["calls"], float(s["cost_usd"])) == (1, 0.5)

@@ -180,10 +180,19 @@ def _session_end(conn: Connection, e: Event, who: Attribution) -> None:
     p = e.payload
     _ensure_session(conn, e, who)
     values: dict[str, Any] = {"ended_at": _naive(e.ts)}
-    for k in ("exit_code", "status", "head_after"):
+    for k in ("exit_code", "status", "head_after", "agent_session_id"):
         if p.get(k) is not None:
             values[k] = p[k]
     conn.execute(update(agent_session).where(agent_session.c.session_id == e.session_id).values(**values))
+    if p.get("agent_session_id"):
+        # The agent's own id is often learnt only at the end (its transcript, a gateway header); its
+        # gateway calls made without a session key are tied to the session by it.
+        conn.execute(
+            update(llm_call)
+            .where(llm_call.c.agent_session_id == p["agent_session_id"])
+            .where(llm_call.c.session_id.is_(None))
+            .values(session_id=e.session_id)
+        )
 
 
 def _file_change(conn: Connection, e: Event) -> None:
