@@ -33,9 +33,15 @@ class Filters:
         }
 
     def where(
-        self, *, time_col: str, team_col: str | None = "team", repo_col: str | None = "repo"
+        self,
+        *,
+        time_col: str,
+        team_col: str | None = "team",
+        repo_col: str | None = "repo",
+        team_id_col: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """A WHERE clause (never empty) and its parameters, for columns of one view."""
+        """A WHERE clause (never empty) and its parameters, for columns of one view. With `team_id_col`
+        the team is matched by id (looked up once), so an index on the id column can serve it."""
         parts: list[str] = ["1=1"]
         params: dict[str, Any] = {}
         if self.since is not None:
@@ -44,7 +50,10 @@ class Filters:
         if self.until is not None:
             parts.append(f"{time_col} < :until")
             params["until"] = self.until
-        if self.team is not None and team_col:
+        if self.team is not None and team_id_col:
+            parts.append(f"{team_id_col} = (SELECT team_id FROM teams WHERE team = :team)")
+            params["team"] = self.team
+        elif self.team is not None and team_col:
             parts.append(f"{team_col} = :team")
             params["team"] = self.team
         if self.repo is not None and repo_col:
@@ -101,6 +110,11 @@ def fetch(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> tup
         cols = list(res.keys())
         rows = [tuple(r) for r in res]
     return cols, rows
+
+
+def team_names(engine: Engine) -> dict[int, str]:
+    """team id -> name: reports group by id (indexable, no lookup per row) and name the few groups."""
+    return {int(i): str(n) for i, n in fetch(engine, "SELECT team_id, team FROM teams")[1]}
 
 
 def as_time(v: Any) -> Any:

@@ -12,7 +12,7 @@ from agenttrail.reports.base import Filters, Report, Section, fetch, share
 
 
 def models(engine: Engine, f: Filters) -> Report:
-    where, params = f.where(time_col="started_at")
+    where, params = f.where(time_col="started_at", team_id_col="team_id")
     _, rows = fetch(
         engine,
         f"""
@@ -20,7 +20,7 @@ SELECT COALESCE(repo, '(none)') AS repo, COALESCE(model, '(none)') AS model, COU
        SUM(cost_usd) AS cost_usd, SUM(lines_changed) AS lines_changed, SUM(files_changed) AS files_changed,
        SUM(merged) AS merged_sessions
 FROM sessions WHERE {where}
-GROUP BY COALESCE(repo, '(none)'), COALESCE(model, '(none)')""",
+GROUP BY repo, model""",
         params,
     )
     out = []

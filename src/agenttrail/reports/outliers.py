@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
 from agenttrail.reports.base import Filters, Report, Section, fetch
-from agenttrail.reports.stats import OUTLIER_Z, robust_z
+from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, mad, robust_z
 
 MIN_SESSIONS = 5
 MIN_PAIRS = 3
+NO_REPO = "(none)"
 
 
 def usd_per_line(cost: float, lines: int) -> float:
@@ -35,41 +38,39 @@ def outliers(
     min_pairs: int = MIN_PAIRS,
     limit: int = 200,
 ) -> Report:
-    where, params = f.where(time_col="started_at")
-    _, rows = fetch(
-        engine,
-        f"SELECT session_id, engineer, repo, cost_usd, lines_changed FROM sessions WHERE {where} AND cost_usd > 0",
-        params,
-    )
-    by_repo: dict[str, list[tuple[str, str, float, int]]] = defaultdict(list)
-    for sid, eng, repo, cost, lines in rows:
-        by_repo[repo or "(none)"].append((sid, eng or "(unknown)", float(cost), int(lines or 0)))
+    where, params = f.where(time_col="started_at", team_id_col="team_id")
+    where += " AND cost_usd > 0"
+    # Pass 1, in the (repo, engineer) index's order: each repo's baseline and its engineers' totals.
+    _, rows = fetch(engine, f"SELECT repo, engineer, cost_usd, lines_changed FROM sessions WHERE {where}", params)
+    by_repo: dict[str, list[float]] = defaultdict(list)
+    pairs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0]))
+    for repo, eng, cost, lines in rows:
+        key = repo if repo is not None else NO_REPO
+        cost, lines = float(cost), int(lines or 0)
+        by_repo[key].append(math.log(usd_per_line(cost, lines)))
+        p = pairs[key][eng or "(unknown)"]
+        p[0] += 1
+        p[1] += cost
+        p[2] += lines
+    del rows
 
     flagged, pair_flags, repo_rows = [], [], []
-    for repo, sessions in by_repo.items():
-        xs = [math.log(usd_per_line(c, n)) for _, _, c, n in sessions]
-        if len(sessions) >= min_sessions:
+    for repo, xs in by_repo.items():
+        if len(xs) >= min_sessions:
             zs, m, spread = robust_z(xs)
             assert m is not None
-            repo_rows.append((repo, len(sessions), math.exp(m), spread))
-            for (sid, eng, cost, lines), x, z in zip(sessions, xs, zs, strict=True):
-                if z is not None and z > threshold:
-                    flagged.append(
-                        (sid, eng, repo, cost, lines, usd_per_line(cost, lines), math.exp(m), math.exp(x - m), z)
-                    )
-        pairs: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
-        for _, eng, cost, lines in sessions:
-            p = pairs[eng]
-            p[0] += 1
-            p[1] += cost
-            p[2] += lines
-        if len(pairs) >= min_pairs:
-            names = list(pairs)
-            pxs = [math.log(usd_per_line(pairs[e][1], int(pairs[e][2]))) for e in names]
+            repo_rows.append((repo, len(xs), math.exp(m), spread))
+            top = max((z for z in zs if z is not None), default=None)
+            if top is not None and top > threshold:
+                flagged += _flagged_sessions(engine, where, params, repo, m, xs, threshold)
+        eng_sums = pairs[repo]
+        if len(eng_sums) >= min_pairs:
+            names = list(eng_sums)
+            pxs = [math.log(usd_per_line(eng_sums[e][1], int(eng_sums[e][2]))) for e in names]
             pzs, pm, _ = robust_z(pxs)
             assert pm is not None
             for e, x, z in zip(names, pxs, pzs, strict=True):
-                n, cost, lines = pairs[e]
+                n, cost, lines = eng_sums[e]
                 if z is not None and z > threshold:
                     pair_flags.append(
                         (
@@ -98,7 +99,7 @@ def outliers(
         ),
         Section(
             "engineer_repo",
-            f"Engineer × repo pairs with robust z > {threshold:g}",
+            f"Engineer x repo pairs with robust z > {threshold:g}",
             ["engineer", "repo", "sessions", "cost_usd", "lines_changed", *figures],
             pair_flags[:limit],
         ),
@@ -111,3 +112,40 @@ def outliers(
     if len(flagged) > limit:
         notes.append(f"{len(flagged)} sessions flagged; the first {limit} are shown")
     return Report("outliers", f, sections, notes)
+
+
+def _flagged_sessions(
+    engine: Engine, where: str, params: dict[str, Any], repo: str, m: float, xs: list[float], threshold: float
+) -> list[tuple[Any, ...]]:
+    """Pass 2: the repo's sessions above the threshold, with their ids, fetched by a cost bound."""
+    z_of = _z_rule(xs, m)
+    # The smallest flagged x, as a bound on cost / (lines + 1); a hair lower so rounding loses none.
+    bound = min(x for x in xs if (z := z_of(x)) is not None and z > threshold)
+    repo_sql = "repo IS NULL" if repo == NO_REPO else "repo = :o_repo"
+    _, rows = fetch(
+        engine,
+        f"SELECT session_id, engineer, repo, cost_usd, lines_changed FROM sessions WHERE {where} AND {repo_sql} "
+        "AND cost_usd >= :o_bound * (lines_changed + 1)",
+        {**params, "o_repo": repo, "o_bound": math.exp(bound) * (1 - 1e-9)},
+    )
+    out = []
+    for sid, eng, r, cost, lines in rows:
+        cost, lines = float(cost), int(lines or 0)
+        x = math.log(usd_per_line(cost, lines))
+        z = z_of(x)
+        if z is not None and z > threshold:
+            out.append(
+                (sid, eng or "(unknown)", r, cost, lines, usd_per_line(cost, lines), math.exp(m), math.exp(x - m), z)
+            )
+    return out
+
+
+def _z_rule(xs: list[float], m: float) -> Callable[[float], float | None]:
+    """z of a value by the rule `robust_z` used for its repo (MAD, or the mean-deviation fallback)."""
+    spread = mad(xs, m) or 0.0
+    if spread > 0:
+        return lambda x: MAD_SCALE * (x - m) / spread
+    mean_ad = sum(abs(v - m) for v in xs) / len(xs)
+    if mean_ad > 0:
+        return lambda x: (x - m) / (MEAN_AD_SCALE * mean_ad)
+    return lambda x: None

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, share
+from agenttrail.reports.base import Filters, Report, Section, fetch, share, team_names
 from agenttrail.reports.spend import _no_session
 from agenttrail.reports.stats import quantile_sorted
 
@@ -26,15 +26,18 @@ def _stats(costs: list[float]) -> tuple[float | None, float | None]:
 
 def shipped(engine: Engine, f: Filters) -> Report:
     pr_where, pr_params = f.where(time_col="ps.merged_at", team_col=None, repo_col="ps.repo")
-    _, pairs = fetch(
+    names = team_names(engine)
+    _, by_id = fetch(
         engine,
         f"""
-SELECT ps.pr_id, ps.repo, COALESCE(s.team, '(none)') AS team, COUNT(*) AS sessions,
-       SUM(s.cost_usd / s.merged_prs) AS cost_usd
+SELECT ps.pr_id, ps.repo, s.team_id, COUNT(*) AS sessions, SUM(s.cost_usd / s.merged_prs) AS cost_usd
 FROM pr_sessions ps JOIN sessions s ON s.session_id = ps.session_id
-WHERE {pr_where} GROUP BY ps.pr_id, ps.repo, COALESCE(s.team, '(none)')""",
+WHERE {pr_where} GROUP BY ps.pr_id, ps.repo, s.team_id""",
         pr_params,
     )
+    pairs = [
+        (pr, repo, names.get(tid, "(none)") if tid is not None else "(none)", n, c) for pr, repo, tid, n, c in by_id
+    ]
     if f.team is not None:
         pairs = [p for p in pairs if p[2] == f.team]
     all_where, all_params = f.where(time_col="merged_at", team_col=None)

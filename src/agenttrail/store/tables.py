@@ -338,6 +338,16 @@ session_rollup = Table(
     Column("engineer", String(320)),
     Column("repo", String(500)),
     Column("agent", String(100)),
+    # The rest of the session's row (migration 0004), so the `sessions` view reads this table alone.
+    Column("branch", String(300)),
+    Column("agent_version", String(100)),
+    Column("agent_session_id", String(200)),
+    Column("head_before", String(64)),
+    Column("head_after", String(64)),
+    Column("exit_code", Integer),
+    Column("status", String(40)),
+    Column("source", String(20)),
+    Column("cwd", Text),
     Column("files_created", Integer, nullable=False, server_default="0"),
     Column("files_modified", Integer, nullable=False, server_default="0"),
     Column("files_deleted", Integer, nullable=False, server_default="0"),
@@ -361,6 +371,7 @@ session_rollup = Table(
     Index("ix_session_rollup_week", "week"),
     Index("ix_session_rollup_started_at", "started_at"),
     Index("ix_session_rollup_repo_started", "repo", "started_at"),
+    # On SQLite only, migration 0004 adds covering indexes in the reports' GROUP BY orders.
 )
 
 session_model = Table(

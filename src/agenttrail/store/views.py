@@ -51,6 +51,12 @@ def _models(dialect: str) -> str:
     )
 
 
+def _name(table: str, id_col: str) -> str:
+    """A directory name as a scalar subquery: looked up only for queries that read it (SQLite 3.40 keeps
+    an unused LEFT JOIN and pays for it on every row)."""
+    return f"(SELECT x.name FROM {table} x WHERE x.id = {id_col})"
+
+
 def _json(dialect: str, key: str) -> str:
     if dialect == "postgresql":
         return f"(e.payload::jsonb ->> '{key}')"
@@ -85,11 +91,11 @@ LEFT JOIN project p ON p.id = c.project_id
 LEFT JOIN engineer e ON e.id = c.engineer_id
 LEFT JOIN virtual_key k ON k.id = c.key_id""",
         "sessions": f"""
-SELECT r.session_id, r.engineer, t.name AS team, p.name AS project, r.repo, s.branch,
-       r.agent, s.agent_version, s.agent_session_id, r.model, {_models(dialect)} AS models,
+SELECT r.session_id, r.engineer, {_name("team", "r.team_id")} AS team, {_name("project", "r.project_id")} AS project,
+       r.repo, r.branch, r.agent, r.agent_version, r.agent_session_id, r.model, {_models(dialect)} AS models,
        r.started_at, r.ended_at, r.week, {_day(dialect, "r.started_at")} AS day,
        {_duration_s(dialect, "r.started_at", "r.ended_at")} AS duration_s,
-       s.head_before, s.head_after, s.exit_code, s.status, s.source, s.cwd,
+       r.head_before, r.head_after, r.exit_code, r.status, r.source, r.cwd,
        r.files_created, r.files_modified, r.files_deleted, r.files_renamed, r.files_changed,
        r.lines_added, r.lines_removed, r.lines_added + r.lines_removed AS lines_changed,
        r.commands, r.packages, r.connections, r.prompts, r.tool_calls,
@@ -98,9 +104,6 @@ SELECT r.session_id, r.engineer, t.name AS team, p.name AS project, r.repo, s.br
        r.cost_usd, CASE WHEN r.merged_prs > 0 THEN 1 ELSE 0 END AS merged, r.merged_prs,
        r.team_id, r.project_id, r.engineer_id
 FROM session_rollup r
-LEFT JOIN agent_session s ON s.session_id = r.session_id
-LEFT JOIN team t ON t.id = r.team_id
-LEFT JOIN project p ON p.id = r.project_id
 WHERE r.started_at IS NOT NULL""",
         "events": "SELECT e.event_id, e.session_id, e.ts, e.kind, e.payload FROM event e",
         "file_changes": (
