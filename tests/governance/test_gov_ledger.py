@@ -199,7 +199,7 @@ async def test_a_failing_store_refuses_cleanly_and_loses_no_settlement(db_url: s
     ledger.store.apply = broken  # type: ignore[method-assign]
     with pytest.raises(StoreUnavailable):
         await ledger.reserve([claim])
-    with pytest.raises(OSError):
+    with pytest.raises(StoreUnavailable):
         await ledger.flush()
     acc = ledger.peek(cid)
     assert acc is not None and (acc.u_spent, acc.u_release, acc.inflight) == (7, 10, 0)
@@ -241,3 +241,21 @@ async def test_a_fresh_process_sees_what_was_spent_before_it_started(db_url: str
     with pytest.raises(Refused) as e:
         await fresh.reserve([claim])
     assert e.value.spent == 1_000_000
+
+
+async def test_calls_waiting_together_share_a_trip_and_stay_exact(db_url: str) -> None:
+    """Twenty calls arrive at once, exactly at the cap's edge: they go to the store together, the batch
+    does not fit, and one by one exactly ten are admitted (0, 10, … 90 are below 100)."""
+    engine = open_engine(db_url)
+    cid = _budget(engine, 100)
+    ledger = Ledger(engine, FixedClock(NOW))
+    claim = Claim(cid, limit=100, amount=10)
+    results = await asyncio.gather(*(ledger.reserve([claim]) for _ in range(20)), return_exceptions=True)
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 10
+    assert all(isinstance(r, Refused) for r in results if isinstance(r, BaseException))
+    assert _row(engine, cid) == (0, 100)
+    # Far from a limit, calls that arrive together are admitted in one trip.
+    roomy = CounterId(BUDGET, _budget(engine, 10**12, "search").key, WINDOW)
+    before = ledger.statements
+    await asyncio.gather(*(ledger.reserve([Claim(roomy, 10**12, 1000)]) for _ in range(50)))
+    assert ledger.statements - before <= 2 and ledger.batched >= 48

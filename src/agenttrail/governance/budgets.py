@@ -48,6 +48,7 @@ class BudgetSettings:
     heartbeat_s: float = 5.0
     dead_after_s: float = 60.0
     on_store_error: str = "refuse"
+    synchronous_commit: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BudgetSettings:
@@ -71,6 +72,10 @@ class BudgetSettings:
                     raise ConfigError(f"[budgets] {name} must be a number, got {raw[name]!r}") from None
                 if values[name] < 0:
                     raise ConfigError(f"[budgets] {name} must not be negative")
+        if "synchronous_commit" in raw:
+            if not isinstance(raw["synchronous_commit"], bool):
+                raise ConfigError("[budgets] synchronous_commit must be true or false")
+            values["synchronous_commit"] = raw["synchronous_commit"]
         if "on_store_error" in raw:
             if raw["on_store_error"] not in ("refuse", "admit"):
                 raise ConfigError('[budgets] on_store_error must be "refuse" or "admit"')

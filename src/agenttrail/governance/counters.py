@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import IntegrityError
 
 BUDGET = "budget"
@@ -64,11 +64,27 @@ _SHAPES = {
 
 
 class CounterStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, synchronous_commit: bool = True) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        auto = engine
+        if self._pg and not synchronous_commit:
+            # A counter row is locked from its UPDATE to its commit; a durable commit waits for the WAL
+            # to reach disk, which caps updates of one hot row at the disk's flush rate (about 190/s
+            # on this project's machines, docs/performance.md). Without that wait the cap is the
+            # CPU's. What it risks: a PostgreSQL crash loses the last few hundred milliseconds of
+            # counter changes (docs/governance.md).
+            options = (str(engine.url.query.get("options", "")) + " -c synchronous_commit=off").strip()
+            auto = create_engine(engine.url.update_query_dict({"options": options}), pool_size=10, max_overflow=20)
+            self._owned: Engine | None = auto
+        else:
+            self._owned = None
         # One statement, one commit: no explicit transaction round trips on PostgreSQL.
-        self._auto = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
+        self._auto = auto.execution_options(isolation_level="AUTOCOMMIT") if self._pg else auto
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.dispose()
 
     # -- rows -------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ def build(svc: Services) -> Governance:
         lease_idle_s=bs.lease_idle_s,
         heartbeat_s=bs.heartbeat_s,
         dead_after_s=bs.dead_after_s,
+        synchronous_commit=bs.synchronous_commit,
     )
     book = BudgetBook(svc.engine, bs.cache_ttl_s)
     alerter = Alerter(svc.engine, svc.clock, AlertSettings.from_settings(s), book, tz)

@@ -18,6 +18,13 @@ Settlement is in memory and written in batches (`flush`), off the request path. 
 view of a counter always includes its unwritten settlements, so a call that starts after another
 ended in the same process sees that call's cost.
 
+One driver task per process makes every store trip, one at a time: admissions that need the store
+queue up while a trip is out and all go in the next one, as one statement (group admission). So a
+trip always sees what the previous one wrote, a busy process makes few large trips instead of many
+small ones, and calls near the limit are still admitted exactly as if one at a time: a batch passes
+a counter only if its last call would have been admitted after all the others; otherwise its calls
+are retried one by one.
+
 All accounting runs on the event loop (no locks needed); store work runs in worker threads.
 """
 
@@ -67,9 +74,6 @@ class Account:
     db_reserved: int = 0
     ensured: bool = False
     last_used: float = 0.0
-    # One store trip at a time per counter in this process: each trip then sees the settlements the
-    # previous one wrote, so calls that ended here are never invisible to an admission here.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def can_admit_locally(self, amount: int) -> bool:
         # Only against a lease the store granted (held > 0): an account never synced with the store
@@ -120,13 +124,24 @@ class StoreUnavailable(Exception):
 
 
 @dataclass(slots=True)
-class _Plan:
-    """One account's trip to the store: the settlements it carries (in transit until the store has
-    them) and, for an admission, the call's reservation."""
+class _Req:
+    """A call waiting for the driver."""
+
+    claims: list[tuple[Account, Claim]]
+    fut: asyncio.Future[None]
+    # 0: may lease; 1: a lease did not fit, so exactly, still batched; 2: an exact batch did not fit, so
+    # alone (its result is then what it would have been one call at a time).
+    stage: int = 0
+    items: list[tuple[Account, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Leg:
+    """One counter in one trip: the settlements it carries (in transit until the store has them) and
+    the reservations of the calls riding on it."""
 
     acc: Account
-    amount: int = 0  # the call's reservation (0 for a flush)
-    claim: Claim | None = None
+    amounts: list[int] = field(default_factory=list)
     d_spent: int = 0
     rel: int = 0
     over: int = 0
@@ -136,8 +151,12 @@ class _Plan:
     exact: bool = False
     applied: bool = False
 
+    @property
+    def total(self) -> int:
+        return sum(self.amounts)
+
     def take(self) -> None:
-        """Move the account's unwritten settlements into this plan."""
+        """Move the account's unwritten settlements into this leg."""
         a = self.acc
         self.d_spent += a.u_spent
         self.rel += a.u_release
@@ -152,26 +171,27 @@ class _Plan:
         a.held -= idle
 
     def decide(self, *, force_exact: bool) -> None:
-        """Lease (reserve this call plus a slice ahead) far from the limit; exact near it."""
+        """Lease (reserve these calls plus a slice ahead) far from the limit; exact near it."""
         a = self.acc
+        total = self.total
         idle = max(0, a.held - a.inflight)
         headroom = a.limit - (a.db_spent + a.db_reserved + self.d_spent - self.rel - self.give_back)
-        want = max(0, self.amount + a.lease - idle)
+        want = max(0, total + a.lease - idle)
         if not force_exact and a.lease > 0 and headroom - want >= a.exact_within:
             self.exact = False
             self.inc = want
             self.need = want  # a lease never takes the committed total past the limit
         else:
             # Give back what this process leased, so it blocks nobody, and admit only while
-            # spent + reserved < limit: the exact cap.
+            # spent + reserved < limit for the last call after all the others: the exact cap.
             self.exact = True
             self.give_back_idle()
-            self.inc = self.amount
-            self.need = 1
-        # Promised to this call now, so no other call can use it; the increase in what this process
-        # holds counts only once the store has granted it (see passed), or another call could be
-        # admitted against a lease the store then refuses.
-        a.inflight += self.amount
+            self.inc = total
+            self.need = total - self.amounts[-1] + 1
+        # Promised to these calls now, so no other call can use it; what this process holds grows
+        # only once the store has granted it (passed), or a call could be admitted against a lease
+        # the store then refuses.
+        a.inflight += total
 
     def delta(self) -> Delta:
         return Delta(
@@ -191,13 +211,15 @@ class _Plan:
         self.d_spent = self.rel = self.over = self.give_back = 0
 
     def failed(self) -> None:
-        """The guard failed: nothing reached the store; drop the tentative reservation."""
-        self.acc.inflight -= self.amount
+        """The guard failed, so nothing reached the store: drop the reservations, and put the
+        settlements back for the next trip."""
+        a = self.acc
+        a.inflight -= self.total
         self.inc = 0
         self.need = None
+        self.restore()
 
     def restore(self) -> None:
-        """The statement did not run: put the settlements back for a later flush."""
         a = self.acc
         a.u_spent += self.d_spent
         a.u_release += self.rel
@@ -218,8 +240,9 @@ class Ledger:
         dead_after_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
+        synchronous_commit: bool = True,
     ) -> None:
-        self.store = CounterStore(engine)
+        self.store = CounterStore(engine, synchronous_commit=synchronous_commit)
         self.clock = clock
         self.owner = owner or uuid.uuid4().hex
         self.flush_interval_s = flush_interval_s
@@ -234,10 +257,16 @@ class Ledger:
         self._stopping = False
         self._last_heartbeat = monotonic()
         self._last_sweep = monotonic()
+        self._queue: list[_Req] = []
+        self._flush_waiters: list[tuple[bool, asyncio.Future[None]]] = []
+        self._flush_wanted = False
+        self._driver: asyncio.Task[None] | None = None
+        self._trips = asyncio.Lock()  # the driver's trips, and the rare write made outside them
         # Called with an account whenever its stored values were read back (alerts watch spend).
         self.listeners: list[Callable[[Account], None]] = []
         self.gone: set[CounterId] = set()  # rows that cannot exist: their budget was removed
-        self.statements = 0  # store round trips for admissions, for tests and the benchmark
+        self.statements = 0  # store round trips that carried admissions (tests, the benchmark)
+        self.batched = 0  # admissions that shared a round trip with others
 
     # -- accounts ---------------------------------------------------------------------------------
 
@@ -264,128 +293,177 @@ class Ledger:
     async def reserve(self, claims: Sequence[Claim]) -> Ticket:
         """Admit a call against every claim, or raise Refused or StoreUnavailable (keeping nothing)."""
         now = self._mono()
-        ticket = Ticket()
-        plans: list[_Plan] = []
+        pairs: list[tuple[Account, Claim]] = []
         for c in claims:
             if c.cid in self.gone:
                 continue
             acc = self.account(c)
             acc.last_used = now
-            if acc.can_admit_locally(c.amount):
-                acc.inflight += c.amount  # inside this process's lease: no round trip
-                ticket.items.append((acc, c.amount))
+            pairs.append((acc, c))
+        if all(acc.can_admit_locally(c.amount) for acc, c in pairs):
+            for acc, c in pairs:  # inside this process's leases: no round trip
+                acc.inflight += c.amount
+            return Ticket([(acc, c.amount) for acc, c in pairs])
+        req = _Req(pairs, asyncio.get_running_loop().create_future())
+        self._queue.append(req)
+        self._kick()
+        await req.fut
+        return Ticket(req.items)
+
+    def _kick(self) -> None:
+        if self._driver is None or self._driver.done():
+            self._driver = asyncio.get_running_loop().create_task(self._drive(), name="agenttrail-ledger-driver")
+
+    async def _drive(self) -> None:
+        """Make trips while there is work: every queued admission, flush and settlement goes in the next."""
+        while self._queue or self._flush_waiters or self._flush_wanted:
+            if self._queue and self._queue[0].stage == 2:
+                reqs = [self._queue.pop(0)]
             else:
-                plans.append(_Plan(acc, c.amount, c))
-        if not plans:
-            return ticket
-        try:
-            await self._reserve_in_store(plans)
-        except BaseException:
-            for acc, amount in ticket.items:
-                acc.inflight -= amount
-            raise
-        ticket.items.extend((p.acc, p.amount) for p in plans if p.acc.cid not in self.gone)
-        return ticket
+                reqs = [r for r in self._queue if r.stage < 2]
+                self._queue = [r for r in self._queue if r.stage == 2]
+            waiters, self._flush_waiters = self._flush_waiters, []
+            flush = bool(waiters) or self._flush_wanted
+            self._flush_wanted = False
+            release_all = any(r for r, _ in waiters)
+            try:
+                async with self._trips:
+                    await self._trip(reqs, flush=flush, release_all=release_all)
+            except Exception as e:
+                err = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"{type(e).__name__}: {e}")
+                for req in reqs:
+                    if not req.fut.done():
+                        req.fut.set_exception(err)
+                for _, fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for _, fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
-    async def _reserve_in_store(self, plans: list[_Plan]) -> None:
-        await self._ensure([p.acc for p in plans])
-        plans[:] = [p for p in plans if p.acc.cid not in self.gone]
-        if not plans:
-            return
-        async with contextlib.AsyncExitStack() as locks:
-            for acc in sorted((p.acc for p in plans), key=_order):  # one order: no lock cycles
-                await locks.enter_async_context(acc.lock)
-            await self._reserve_locked(plans)
-
-    async def _reserve_locked(self, plans: list[_Plan]) -> None:
-        todo = []
-        for p in plans:
-            if p.acc.can_admit_locally(p.amount):
+    async def _trip(self, reqs: list[_Req], *, flush: bool, release_all: bool) -> None:
+        now = self._mono()
+        await self._ensure([acc for req in reqs for acc, _ in req.claims])
+        legs: dict[CounterId, _Leg] = {}
+        riding: list[tuple[_Req, list[_Leg]]] = []
+        exact_cids: set[CounterId] = set()
+        for req in reqs:
+            req.claims = [(acc, c) for acc, c in req.claims if acc.cid not in self.gone]
+            if req.stage == 0 and all(acc.can_admit_locally(c.amount) for acc, c in req.claims):
                 # The trip this call waited for leased enough for it too.
-                p.acc.inflight += p.amount
-                p.applied = True
-            else:
-                p.take()
-                p.decide(force_exact=False)
-                todo.append(p)
-        if not todo:
+                for acc, c in req.claims:
+                    acc.inflight += c.amount
+                self._admitted(req, [(acc, c.amount) for acc, c in req.claims])
+                continue
+            mine = []
+            for acc, c in req.claims:
+                leg = legs.setdefault(acc.cid, _Leg(acc))
+                leg.amounts.append(c.amount)
+                mine.append(leg)
+                if req.stage > 0:
+                    exact_cids.add(acc.cid)
+            riding.append((req, mine))
+        if flush:
+            self._collect_garbage(now)
+        for acc in self._accounts.values():  # settlements (and, on a flush, idle leases) ride along
+            if acc.cid not in legs and acc.cid not in self.gone and self._due(acc, now, flush, release_all):
+                legs[acc.cid] = _Leg(acc)
+        if not legs:
             return
-        await self._run(todo)
-        refused = [p for p in plans if not p.applied and p.exact]
-        retry = [p for p in plans if not p.applied and not p.exact]
-        if retry and not refused:
-            # The lease did not fit, but the call itself may: ask again, exactly.
-            for p in retry:
-                p.take()
-                p.decide(force_exact=True)
-            await self._run(retry)
-            refused = [p for p in retry if not p.applied]
+        await self._ensure([leg.acc for leg in legs.values()])
+        for leg in legs.values():
+            leg.take()
+            if leg.amounts:
+                leg.decide(force_exact=leg.acc.cid in exact_cids)
+            elif release_all or (flush and now - leg.acc.last_used >= self.lease_idle_s):
+                leg.give_back_idle()
+        if riding:
+            self.statements += 1
+            self.batched += len(riding) - 1
+        await self._apply(list(legs.values()))
+        refused: list[tuple[_Req, Claim]] = []
+        retry: list[_Req] = []
+        release: set[CounterId] = set()
+        for req, mine in riding:
+            if all(leg.applied for leg in mine):
+                self._admitted(req, [(acc, c.amount) for acc, c in req.claims])
+                continue
+            for (_, c), leg in zip(req.claims, mine, strict=True):
+                if leg.applied:
+                    leg.acc.inflight -= c.amount  # its share stays held, idle: given back next trip
+                    if leg.exact:
+                        release.add(leg.acc.cid)
+            failing = [c for (_, c), leg in zip(req.claims, mine, strict=True) if not leg.applied]
+            exact_failed = any(leg.exact for leg in mine if not leg.applied)
+            if exact_failed and (req.stage == 2 or len(riding) == 1):
+                refused.append((req, failing[0]))  # alone and exact: refused as it would be alone
+            else:
+                # The lease, or the batch, did not fit; exactly (and then alone) this call may.
+                req.stage = 2 if exact_failed else max(1, req.stage)
+                retry.append(req)
+        self._queue[:0] = [r for r in retry if r.stage == 2] + [r for r in retry if r.stage < 2]
         if refused:
-            await self._refuse(plans, refused)
+            await self._refuse(refused, release)
 
-    async def _run(self, plans: list[_Plan]) -> None:
-        self.statements += 1
-        try:
-            result = await to_thread.run_sync(self.store.apply, self.owner, [p.delta() for p in plans])
-        except Exception as e:
-            for p in plans:
-                if not p.applied:
-                    p.failed()
-                    p.restore()
-            raise StoreUnavailable(f"{type(e).__name__}: {e}") from e
-        for p in plans:
-            got = result.get(p.acc.cid)
-            if got is not None:
-                p.passed(*got)
-                self._notify(p.acc)
-            else:
-                p.failed()
+    def _admitted(self, req: _Req, items: list[tuple[Account, int]]) -> None:
+        if req.fut.cancelled():  # the caller went away: nothing will settle this call
+            for acc, amount in items:
+                acc.inflight -= amount
+                acc.u_release += amount
+            return
+        req.items = items
+        req.fut.set_result(None)
 
-    async def _refuse(self, plans: list[_Plan], refused: list[_Plan]) -> None:
-        """The call is refused: write the settlements the plans carried, give back the exact
-        reservations that passed (a granted lease stays leased), and raise Refused."""
-        flush: list[_Plan] = []
-        for p in plans:
-            if not p.applied:
-                p.need = None
-                flush.append(p)
-            elif p.exact:
-                f = _Plan(p.acc)
-                p.acc.inflight -= p.amount
-                p.acc.held -= p.amount
-                f.give_back = p.amount
-                flush.append(f)
-            else:
-                p.acc.inflight -= p.amount
+    async def _refuse(self, refused: list[tuple[_Req, Claim]], release: set[CounterId]) -> None:
+        """Write the refusing counters' settlements (so the refusal quotes current figures), give back
+        what refused calls had reserved exactly elsewhere, then refuse. A budget whose row has gone
+        meanwhile (it was removed) is forgotten by `_apply`."""
+        cids = {c.cid for _, c in refused} | release
+        legs = [_Leg(self._accounts[cid]) for cid in cids if cid in self._accounts]
+        for leg in legs:
+            leg.take()
+            if leg.acc.cid in release:
+                leg.give_back_idle()
         try:
-            result = await to_thread.run_sync(self.store.apply, self.owner, [f.delta() for f in flush])
+            await self._apply(legs)
         except Exception:
             log.warning("could not write settlements while refusing a call; they stay queued", exc_info=True)
-            for f in flush:
-                f.restore()
-            result = {}
-        for f in flush:
-            got = result.get(f.acc.cid)
+        for req, claim in refused:
+            acc = self._accounts.get(claim.cid)
+            if not req.fut.done():
+                spent = acc.db_spent + acc.u_spent if acc else 0
+                req.fut.set_exception(Refused(claim, spent, acc.db_reserved if acc else 0))
+
+    async def _apply(self, legs: list[_Leg]) -> None:
+        try:
+            result = await to_thread.run_sync(self.store.apply, self.owner, [leg.delta() for leg in legs])
+        except Exception:
+            for leg in legs:
+                leg.acc.inflight -= leg.total
+                leg.restore()
+            raise
+        for leg in legs:
+            got = result.get(leg.acc.cid)
             if got is not None:
-                f.passed(*got)
-                self._notify(f.acc)
-        first = refused[0]
-        assert first.claim is not None
-        if result and first.acc.cid not in result:
-            self.gone.add(first.acc.cid)  # the row vanished mid-call: its budget was removed
-        raise Refused(first.claim, first.acc.db_spent + first.acc.u_spent, first.acc.db_reserved)
+                leg.passed(*got)
+                self._notify(leg.acc)
+            elif leg.need is None and leg.acc.cid.table == "budget":
+                # An unconditional write found no row: the budget was removed with its rows.
+                self.gone.add(leg.acc.cid)
+                leg.acc.inflight -= leg.total
+                leg.d_spent = leg.rel = leg.over = leg.give_back = 0
+            else:
+                leg.failed()
 
     async def _ensure(self, accounts: list[Account]) -> None:
         if not self._registered:
             await to_thread.run_sync(self.store.register, self.owner, _naive(self.clock))
             self._registered = True
-        missing = [a for a in accounts if not a.ensured]
+        missing = list({id(a): a for a in accounts if not a.ensured}.values())
         if not missing:
             return
-        try:
-            gone = await to_thread.run_sync(self.store.ensure, [a.cid for a in missing])
-        except Exception as e:
-            raise StoreUnavailable(f"{type(e).__name__}: {e}") from e
+        gone = await to_thread.run_sync(self.store.ensure, [a.cid for a in missing])
         self.gone |= gone
         for a in missing:
             a.ensured = a.cid not in gone
@@ -393,7 +471,7 @@ class Ledger:
     # -- settlement -------------------------------------------------------------------------------
 
     def settle(self, ticket: Ticket, actual: Mapping[CounterId, int]) -> None:
-        """Record what the call used; in memory, written by the next flush. Runs once per ticket."""
+        """Record what the call used; in memory, written by the next trip. Runs once per ticket."""
         if ticket.settled:
             return
         ticket.settled = True
@@ -409,58 +487,28 @@ class Ledger:
             # Near the limit other processes decide from the store: write promptly.
             urgent = urgent or acc.lease == 0 or acc.limit - acc.committed < acc.exact_within
         if urgent:
-            self._wake.set()
+            self._flush_wanted = True
+            with contextlib.suppress(RuntimeError):  # no running loop: the next trip writes it
+                self._kick()
 
     async def flush(self, *, release_all: bool = False) -> None:
         """Write settlements; give back leases idle for `lease_idle_s` (all of them with release_all)."""
-        now = self._mono()
-        due: list[Account] = []
-        for acc in list(self._accounts.values()):
-            if acc.lock.locked():
-                continue  # an admission is writing this counter now, settlements included
-            if self._due(acc, now, release_all):
-                due.append(acc)
-            elif not acc.held and not acc.inflight and now - acc.last_used >= 30 * max(self.lease_idle_s, 1.0):
-                del self._accounts[acc.cid]  # nothing held, long unused: forget it
-        if not due:
-            return
-        await self._ensure([a for a in due if not a.ensured])
-        async with contextlib.AsyncExitStack() as locks:
-            for acc in sorted(due, key=_order):  # the admissions' order: no lock cycles
-                await locks.enter_async_context(acc.lock)
-            plans: list[_Plan] = []
-            for acc in due:
-                if not self._due(acc, now, release_all):
-                    continue  # an admission that held the lock wrote it meanwhile
-                p = _Plan(acc)
-                p.take()
-                if release_all or now - acc.last_used >= self.lease_idle_s:
-                    p.give_back_idle()
-                plans.append(p)
-            if not plans:
-                return
-            try:
-                result = await to_thread.run_sync(self.store.apply, self.owner, [p.delta() for p in plans])
-            except Exception:
-                for p in plans:
-                    p.restore()
-                raise
-            for p in plans:
-                got = result.get(p.acc.cid)
-                if got is not None:
-                    p.passed(*got)
-                    self._notify(p.acc)
-                elif p.acc.cid.table == "budget":
-                    # The budget was removed with its rows: there is nothing left to write to.
-                    self.gone.add(p.acc.cid)
-                    p.d_spent = p.rel = p.over = p.give_back = 0
-                else:
-                    p.restore()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((release_all, fut))
+        self._kick()
+        await fut
 
-    def _due(self, acc: Account, now: float, release_all: bool) -> bool:
-        idle_lease = acc.held - acc.inflight - acc.u_release > 0
-        stale = release_all or now - acc.last_used >= self.lease_idle_s
-        return bool(acc.u_spent or acc.u_release or (idle_lease and stale))
+    def _due(self, acc: Account, now: float, flush: bool, release_all: bool) -> bool:
+        if acc.u_spent or acc.u_release:
+            return True
+        idle_lease = acc.held - acc.inflight > 0
+        return idle_lease and (release_all or (flush and now - acc.last_used >= self.lease_idle_s))
+
+    def _collect_garbage(self, now: float) -> None:
+        for acc in list(self._accounts.values()):
+            quiet = now - acc.last_used >= 30 * max(self.lease_idle_s, 1.0)
+            if quiet and not (acc.held or acc.inflight or acc.u_spent or acc.u_release):
+                del self._accounts[acc.cid]  # nothing held, long unused: forget it
 
     def _notify(self, acc: Account) -> None:
         for listener in self.listeners:
@@ -488,6 +536,7 @@ class Ledger:
             await to_thread.run_sync(self.store.release_owner, self.owner, None)
         except Exception:
             log.exception("could not return this process's holdings; another process will after %ss", self.dead_after_s)
+        self.store.close()
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -515,14 +564,15 @@ class Ledger:
         # holdings. Re-register and hold again what is still held here. Calls admitted while this
         # process was written off may have overshot; the log says so.
         log.error("this process's governance holdings were released by another process; restoring them")
-        await to_thread.run_sync(self.store.register, self.owner, _naive(self.clock))
-        stored = await to_thread.run_sync(self.store.holdings, self.owner)
-        deltas = [
-            Delta(a.cid, reserved=a.held - stored.get(a.cid, 0), limit=a.limit)
-            for a in self._accounts.values()
-            if a.held != stored.get(a.cid, 0)
-        ]
-        await to_thread.run_sync(self.store.apply, self.owner, deltas)
+        async with self._trips:
+            await to_thread.run_sync(self.store.register, self.owner, _naive(self.clock))
+            stored = await to_thread.run_sync(self.store.holdings, self.owner)
+            deltas = [
+                Delta(a.cid, reserved=a.held - stored.get(a.cid, 0), limit=a.limit)
+                for a in self._accounts.values()
+                if a.held != stored.get(a.cid, 0)
+            ]
+            await to_thread.run_sync(self.store.apply, self.owner, deltas)
 
     async def sweep(self) -> int:
         """Return the holdings of processes whose heartbeat stopped `dead_after_s` ago."""
@@ -535,10 +585,6 @@ class Ledger:
                 log.warning("returned %d holdings of server process %s, which stopped without settling", n, owner)
             released += n
         return released
-
-
-def _order(acc: Account) -> tuple[str, str, datetime]:
-    return (acc.cid.table, acc.cid.key, acc.cid.window)
 
 
 def _naive(clock: Clock) -> datetime:
