@@ -246,3 +246,18 @@ def test_refused_key_is_reported_and_events_stay_queued(server: Server, tmp_path
     good = at(*args, "--key", server.key, "--json", env=env)
     assert json.loads(good.stdout)["stored_new"] > 0
     assert q(server.engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 3
+
+
+def test_usage_only_first_then_the_dialogue(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    env = user_env(tmp_path)
+    claude_history(tmp_path / "home" / ".claude" / "projects", sessions=1)
+    fast = json.loads(at("import", "claude-code", "--usage-only", "--db", db, "--json", env=env).stdout)
+    engine = open_engine(db)
+    assert fast["calls"] == 3 and fast["events"] == 0
+    assert q(engine, "SELECT calls, prompts FROM sessions") == [{"calls": 3, "prompts": 0}]
+    # The full import reads the same files again (its own positions) and adds only the dialogue.
+    full = json.loads(at("import", "claude-code", "--db", db, "--json", env=env).stdout)
+    assert full["files_read"] == 2 and full["events"] > 0
+    assert q(engine, "SELECT calls, prompts FROM sessions") == [{"calls": 3, "prompts": 2}]
+    assert q(engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 3

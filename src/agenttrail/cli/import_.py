@@ -193,6 +193,7 @@ def run_import(
     key: str | None = None,
     env: dict[str, str] | None = None,
     show_progress: bool = True,
+    usage_only: bool = False,
 ) -> Totals:
     env = dict(os.environ if env is None else env)
     finder: Finder = find_claude_code_files if agent == CLAUDE_CODE else find_codex_files
@@ -207,7 +208,9 @@ def run_import(
         raise UserError(f"--server needs a virtual key: pass --key sk-at-… or set {KEY_ENV}")
     pricer = Pricer(settings.price_overrides)
     # Positions are local (the files are): the local store, one set per destination.
-    state = SqlStateStore(open_engine(settings.database_url), state_source(agent, server))
+    # A usage-only pass keeps its own positions: a full import later still reads the dialogue.
+    source = state_source(f"{agent}+usage" if usage_only else agent, server)
+    state = SqlStateStore(open_engine(settings.database_url), source)
     sink: Sink = ServerSink(settings, server, key or "") if server else LocalSink(settings)
     # Files are folded into one batch until it is worth a transaction: a session split over several
     # files (its subagents, a resumed session) is then one partial view, one set of session markers.
@@ -241,7 +244,7 @@ def run_import(
     try:
         with progress:
             task = progress.add_task(f"{agent}", total=total_bytes, note="")
-            for f, batch in iterate(path, state=state, env=env):
+            for f, batch in iterate(path, state=state, env=env, with_events=not usage_only):
                 acc.extend(batch)
                 if len(acc.events) + len(acc.calls) >= FLUSH_EVENTS:
                     flush()
@@ -313,6 +316,11 @@ DB = typer.Option(None, "--db", help=DB_HELP)
 CONFIG = typer.Option(None, "--config", help=CONFIG_HELP)
 JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
 QUIET = typer.Option(False, "--no-progress", help="No progress bar.")
+USAGE_ONLY = typer.Option(
+    False,
+    "--usage-only",
+    help="Sessions and calls (tokens, cost) without the dialogue: a fast pass over history.",
+)
 
 
 def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Callable[..., None]:
@@ -325,6 +333,7 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
         config: str | None = CONFIG,
         as_json: bool = JSON,
         no_progress: bool = QUIET,
+        usage_only: bool = USAGE_ONLY,
     ) -> None:
         settings = settings_for(db, config)
         env = dict(os.environ)
@@ -339,6 +348,7 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
                 key=key,
                 env=env,
                 show_progress=not (no_progress or as_json),
+                usage_only=usage_only,
             )
         except OSError as e:  # a folder it may not list, a full disk: one line, not a traceback
             raise UserError(f"import stopped: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
