@@ -1,0 +1,316 @@
+"""The organisation's record at scale: ingest rate, the seed's query and every report.
+
+    python3 bench/record.py [--engineers 7500] [--days 90] [--db sqlite|postgresql|URL]
+                            [--loader bulk|ingest] [--ingest-sample-engineers 60] [--ingest-sample-days 20]
+                            [--keep] [--markdown]
+
+1. Ingest: `seed-demo`'s organisation (a sample) through the real `store.ingest.ingest`, in batches
+   of 20,000 events; events per second of ingest time.
+2. Scale: the large organisation, loaded by the real ingest (`--loader ingest`, slow) or by a bench
+   loader (`--loader bulk`) that writes the same rows as ingest would (events, sessions, file changes,
+   commits, calls) with one multi-row INSERT per table and batch; the database's triggers keep the
+   roll-ups exactly as they do under ingest. PRs go through `linking.record_pull_requests` either way.
+3. The seed's query, as written, for the busiest week (direct and through the read-only SQL path),
+   then each report over all time and over the last 30 days, each the median of 3 runs.
+
+Prints a JSON summary, and with --markdown the table for docs/performance.md. Never a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from agenttrail.events import Event
+from agenttrail.query.readonly_sql import run_sql
+from agenttrail.reports.base import Filters
+from agenttrail.reports.demo_org import DemoOrg
+from agenttrail.reports.registry import run_report
+from agenttrail.store.database import forget_engine, open_engine
+from agenttrail.store.ingest import iso_week
+from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
+
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+END = date(2026, 5, 29)
+SEED_QUERY = (
+    "SELECT engineer, repo, SUM(cost_usd), SUM(files_changed) FROM sessions WHERE week = '{week}' "
+    "GROUP BY engineer, repo"
+)
+SNAPSHOT = {"file_create": "created", "file_write": "modified", "file_delete": "deleted", "file_rename": "renamed"}
+
+
+def _naive(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None)
+
+
+def _insert(engine: Engine, table: Any, rows: list[dict[str, Any]], chunk: int = 2000) -> None:
+    if not rows:
+        return
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # RETURNING makes SQLAlchemy send multi-row INSERTs, so each statement trigger sees a batch
+            # (as under ingest, which returns the inserted ids); without it each row is a statement.
+            stmt = pg_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+            for i in range(0, len(rows), chunk):
+                conn.execute(stmt, rows[i : i + chunk]).all()
+        else:
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+            for i in range(0, len(rows), chunk):
+                conn.execute(stmt, rows[i : i + chunk])
+
+
+def bulk_load(engine: Engine, batch: Sequence[Event]) -> None:
+    """The rows `store.ingest` materialises for seed-demo's events, written per table in bulk.
+
+    Same semantics for this data (each session's start and end arrive in one batch; ids are unique),
+    so the roll-ups the triggers keep are the ones ingest would give."""
+    events, sessions, files, commits, calls = [], {}, [], [], []
+    for e in batch:
+        p = e.payload
+        events.append(
+            {
+                "event_id": e.event_id,
+                "session_id": e.session_id,
+                "ts": _naive(e.ts),
+                "kind": e.kind,
+                "payload": orjson.dumps(p).decode(),
+            }
+        )
+        if e.kind == "session_start":
+            started = _naive(e.ts)
+            sessions[e.session_id] = {
+                "session_id": e.session_id,
+                "started_at": started,
+                "week": iso_week(started),
+                "ended_at": None,
+                "exit_code": None,
+                "engineer": p.get("engineer"),
+                "team_id": p.get("team_id"),
+                "project_id": p.get("project_id"),
+                "engineer_id": p.get("engineer_id"),
+                "repo": p.get("repo"),
+                "branch": p.get("branch"),
+                "agent": p.get("agent"),
+                "command": orjson.dumps(p.get("command")).decode(),
+                "host": p.get("host"),
+                "source": p.get("source") or "traced",
+            }
+        elif e.kind == "session_end":
+            sessions[e.session_id].update(ended_at=_naive(e.ts), exit_code=p.get("exit_code"))
+        elif e.kind in SNAPSHOT and p.get("source") == "snapshot":
+            files.append(
+                {
+                    "session_id": e.session_id,
+                    "path": p["path"],
+                    "change": SNAPSHOT[e.kind],
+                    "old_path": None,
+                    "lines_added": p["lines_added"],
+                    "lines_removed": p["lines_removed"],
+                    "binary": False,
+                    "diff": p.get("diff"),
+                    "diff_truncated": False,
+                }
+            )
+        elif e.kind == "commit":
+            commits.append(
+                {
+                    "sha": p["sha"],
+                    "session_id": e.session_id,
+                    "repo": p.get("repo"),
+                    "message": p.get("message"),
+                    "author": None,
+                    "committed_at": _naive(e.ts),
+                    "files": "[]",
+                }
+            )
+        elif e.kind == "llm_call":
+            r = dict(p["record"])
+            r.update(call_id=e.event_id, started_at=_naive(e.ts), session_id=e.session_id, status="ok")
+            calls.append(r)
+    _insert(engine, agent_session, list(sessions.values()))
+    _insert(engine, event, events)
+    _insert(engine, file_change, files)
+    _insert(engine, git_commit, commits)
+    _insert(engine, llm_call, calls)
+
+
+def _db(kind: str, tmp: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'record.db'}"
+    if kind == "postgresql":
+        import psycopg
+
+        schema = "bench_" + uuid.uuid4().hex[:8]
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        return f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    return kind
+
+
+def _drop(url: str) -> None:
+    forget_engine(url)
+    if "search_path%3Dbench_" in url:
+        import psycopg
+
+        schema = url.rsplit("%3D", 1)[1]
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def timed(fn: Callable[[], Any], runs: int = 3) -> tuple[float, Any]:
+    samples, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), result
+
+
+def measure_ingest(kind: str, tmp: Path, engineers: int, days: int) -> dict[str, Any]:
+    url = _db(kind, tmp / "ingest")
+    (tmp / "ingest").mkdir(exist_ok=True)
+    try:
+        engine = open_engine(url)
+        demo = DemoOrg(engine, engineers, days, seed=1, end=END, batch_events=20_000)
+        stats = demo.run()
+        return {
+            "events": stats.events,
+            "sessions": stats.sessions,
+            "ingest_s": round(stats.ingest_seconds, 2),
+            "events_per_s": round(stats.events / stats.ingest_seconds),
+        }
+    finally:
+        _drop(url)
+
+
+def load_large(engine: Engine, engineers: int, days: int, loader: str) -> dict[str, Any]:
+    demo = DemoOrg(engine, engineers, days, seed=42, end=END, batch_events=50_000)
+    t0 = time.perf_counter()
+    load_s = 0.0
+    last = t0
+    for batch in demo.events():
+        t1 = time.perf_counter()
+        if loader == "bulk":
+            bulk_load(engine, batch)
+        else:
+            from agenttrail.store.ingest import Attribution, ingest
+
+            ingest(engine, batch, Attribution())
+        load_s += time.perf_counter() - t1
+        demo.stats.events += len(batch)
+        if time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            print(
+                f"  … {demo.stats.sessions:,} sessions, {demo.stats.events:,} events, {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    rows = demo.unattributed_calls()
+    _insert(engine, llm_call, rows)
+    t1 = time.perf_counter()
+    from agenttrail.linking import record_pull_requests
+
+    record_pull_requests(engine, demo._prs)
+    link_s = time.perf_counter() - t1
+    return {
+        "sessions": demo.stats.sessions,
+        "events": demo.stats.events,
+        "calls": demo.stats.calls + len(rows),
+        "pull_requests": len(demo._prs),
+        "load_s": round(load_s, 1),
+        "load_events_per_s": round(demo.stats.events / load_s) if load_s else None,
+        "link_s": round(link_s, 1),
+        "total_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def measure_queries(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        week = conn.execute(text("SELECT week FROM sessions GROUP BY week ORDER BY COUNT(*) DESC LIMIT 1")).scalar()
+        week_sessions = conn.execute(text("SELECT COUNT(*) FROM sessions WHERE week = :w"), {"w": week}).scalar()
+    sql = SEED_QUERY.format(week=week)
+
+    def direct() -> int:
+        with engine.connect() as conn:
+            return len(conn.execute(text(sql)).all())
+
+    out: dict[str, Any] = {"week": week, "week_sessions": week_sessions}
+    s, rows = timed(direct)
+    out["seed_query_s"] = round(s, 3)
+    out["seed_query_rows"] = rows
+    s, _ = timed(lambda: run_sql(engine, sql, max_rows=100_000))
+    out["seed_query_readonly_sql_s"] = round(s, 3)
+    last30 = Filters(
+        since=datetime.combine(END - timedelta(days=29), datetime.min.time()),
+        until=datetime.combine(END + timedelta(days=1), datetime.min.time()),
+    )
+    reports: dict[str, Any] = {}
+    for name, opts in (
+        ("adoption", {}),
+        ("spend", {"by": "team"}),
+        ("spend", {"by": "model"}),
+        ("spend", {"by": "repo"}),
+        ("shipped", {}),
+        ("outliers", {}),
+        ("models", {}),
+        ("packages", {"name": "event-stream"}),
+    ):
+        label = name + (f" --by {opts['by']}" if "by" in opts else "")
+        for period, f in (("all", Filters()), ("30d", last30)):
+            s, _ = timed(lambda n=name, o=opts, fl=f: run_report(engine, n, fl, o))
+            reports[f"{label} [{period}]"] = round(s, 3)
+    out["reports_s"] = reports
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engineers", type=int, default=7500)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--db", default="sqlite", help="sqlite, postgresql, or a URL")
+    ap.add_argument("--loader", choices=("bulk", "ingest"), default="bulk")
+    ap.add_argument("--ingest-sample-engineers", type=int, default=60)
+    ap.add_argument("--ingest-sample-days", type=int, default=20)
+    ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="Keep the large database (SQLite: print its path).")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="agenttrail-bench-record-"))
+    result: dict[str, Any] = {"db": args.db, "engineers": args.engineers, "days": args.days, "loader": args.loader}
+    if not args.skip_ingest:
+        print("ingest sample …", file=sys.stderr, flush=True)
+        result["ingest"] = measure_ingest(args.db, tmp, args.ingest_sample_engineers, args.ingest_sample_days)
+        print(json.dumps(result["ingest"]), file=sys.stderr, flush=True)
+    url = _db(args.db, tmp)
+    try:
+        engine = open_engine(url)
+        print(f"loading {args.engineers} engineers x {args.days} days ({args.loader}) …", file=sys.stderr, flush=True)
+        result["load"] = load_large(engine, args.engineers, args.days, args.loader)
+        print(json.dumps(result["load"]), file=sys.stderr, flush=True)
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        result["queries"] = measure_queries(engine)
+    finally:
+        if args.keep:
+            result["kept"] = url
+        else:
+            _drop(url)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
