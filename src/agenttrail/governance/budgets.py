@@ -398,22 +398,40 @@ def input_tokens_estimate(raw_size: int) -> int:
     return math.ceil(raw_size / 3)
 
 
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a request may use at most, as far as can be known before it runs."""
+
+    tokens_in: int
+    tokens_out: int
+    writes_cache: bool  # a prompt that writes the provider's cache is priced at the cache-write rate
+
+    @classmethod
+    def of(cls, endpoint: str, body: Mapping[str, Any], default_max_out: int) -> Estimate:
+        raw = orjson.dumps(body)
+        return cls(
+            input_tokens_estimate(len(raw)),
+            max_output_tokens(endpoint, body, default_max_out),
+            b'"cache_control"' in raw,
+        )
+
+    def cost(self, pricer: Pricer, provider: str, model: str | None) -> int:
+        """Nano-dollars at `model`'s prices (0 for a model without a known price)."""
+        if not model:
+            return 0
+        if self.writes_cache:
+            usage = Usage(cache_write_1h_tokens=self.tokens_in, output_tokens=self.tokens_out)
+        else:
+            usage = Usage(input_tokens=self.tokens_in, output_tokens=self.tokens_out)
+        return math.ceil(pricer.price(provider, model, usage).cost_usd * NANOS)
+
+
 def worst_case(
     pricer: Pricer, provider: str, model: str | None, endpoint: str, body: Mapping[str, Any], default_max_out: int
 ) -> tuple[int, int, int]:
-    """(nano-dollars, input tokens, output tokens) a call may cost at most, as far as can be known
-    before it runs. A prompt that writes the provider's cache is priced at the cache-write rate."""
-    raw = orjson.dumps(body)
-    tokens_in = input_tokens_estimate(len(raw))
-    tokens_out = max_output_tokens(endpoint, body, default_max_out)
-    if not model:
-        return 0, tokens_in, tokens_out
-    if b'"cache_control"' in raw:
-        usage = Usage(cache_write_1h_tokens=tokens_in, output_tokens=tokens_out)
-    else:
-        usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out)
-    price = pricer.price(provider, model, usage)
-    return math.ceil(price.cost_usd * NANOS), tokens_in, tokens_out
+    """(nano-dollars, input tokens, output tokens) a call may cost at most."""
+    est = Estimate.of(endpoint, body, default_max_out)
+    return est.cost(pricer, provider, model), est.tokens_in, est.tokens_out
 
 
 def covering_windows(budgets: list[Budget], now: datetime, tz: tzinfo) -> list[tuple[Budget, Window]]:

@@ -10,7 +10,7 @@ the tokens the provider reported. Concurrency holds one unit per call in flight.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +113,7 @@ class LimitClaim:
 class Limiter:
     def __init__(self, settings: LimitSettings) -> None:
         self.settings = settings
+        self._templates: dict[int, tuple[datetime, list[LimitClaim]]] = {}
 
     def _for(self, scope: str, key: KeyInfo) -> tuple[int | None, str, Limit | None]:
         ident: int | None
@@ -135,8 +136,23 @@ class Limiter:
     def claims(self, key: KeyInfo, now: datetime, tokens: int) -> list[LimitClaim]:
         if not self.settings.any:
             return []
-        out: list[LimitClaim] = []
         minute = fixed_window(now, 60)
+        cached = self._templates.get(key.id)
+        if cached is None or cached[0] != minute.start:
+            if len(self._templates) > 100_000:
+                self._templates.clear()
+            cached = (minute.start, self._build(key, minute))
+            self._templates[key.id] = cached
+        return [
+            LimitClaim(
+                replace(t.claim, amount=tokens if t.kind == "tpm" else 1), t.kind, t.scope, t.who, t.limit, t.window
+            )
+            for t in cached[1]
+        ]
+
+    def _build(self, key: KeyInfo, minute: Window) -> list[LimitClaim]:
+        """A key's limit counters for one minute (built once per key and minute, then reused)."""
+        out: list[LimitClaim] = []
         for scope in LIMIT_SCOPES:
             ident, who, lim = self._for(scope, key)
             if lim is None or ident is None:
@@ -146,12 +162,11 @@ class Limiter:
                 if n is None:
                     continue
                 window = None if kind == "concurrency" else minute
-                amount = tokens if kind == "tpm" else 1
                 lease = 0 if kind == "concurrency" else int(n * self.settings.lease_pct / 100)
                 claim = Claim(
                     CounterId(COUNTER, f"{kind}:{scope}:{ident}", window.start if window else EPOCH),
                     limit=n,
-                    amount=amount,
+                    amount=0,
                     lease=lease,
                     exact_within=int(n * self.settings.exact_within_pct / 100),
                 )

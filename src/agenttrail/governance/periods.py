@@ -81,6 +81,22 @@ def period_window(period: str, now: datetime, tz: tzinfo) -> Window:
     )
 
 
+class Windows:
+    """The current window of each period, recomputed only when time has moved past it: a call asks
+    for several every time, and calendar arithmetic in a time zone is not free."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self._current: dict[str, Window] = {}
+
+    def get(self, period: str, now: datetime) -> Window:
+        w = self._current.get(period)
+        if w is None or not w.contains(now):
+            w = period_window(period, now, self.tz)
+            self._current[period] = w
+        return w
+
+
 def fixed_window(now: datetime, seconds: int) -> Window:
     """A fixed window of `seconds` aligned to the UTC epoch (rate limits: one-minute windows)."""
     n = _naive_utc(now)

@@ -25,17 +25,17 @@ from agenttrail.governance.budgets import (
     Budget,
     BudgetBook,
     BudgetSettings,
+    Estimate,
     budget_cid,
     budget_claim,
     refusal_message,
-    worst_case,
 )
 from agenttrail.governance.cache import ResponseCache, request_key
 from agenttrail.governance.counters import CounterId
 from agenttrail.governance.ledger import Claim, Ledger, Refused, StoreUnavailable, Ticket
 from agenttrail.governance.limits import LimitClaim, Limiter
 from agenttrail.governance.limits import refusal_message as limit_message
-from agenttrail.governance.periods import Window, period_window
+from agenttrail.governance.periods import Window, Windows
 from agenttrail.governance.routing import Router
 from agenttrail.pricing import Pricer
 
@@ -74,6 +74,7 @@ class GovernancePolicy:
         self.book = book
         self.budget_settings = budget_settings
         self.tz = tz
+        self.windows = Windows(tz)
         self.limiter = limiter
         self.router = router
         self.cache = cache
@@ -89,8 +90,8 @@ class GovernancePolicy:
         self.router.resolve_alias(call)
         now = self.clock.now()
         await self.book.refresh_if_stale()
-        covering = [(b, period_window(b.period, now, self.tz)) for b in self.book.covering(call.key)]
-        if covering:
+        covering = [(b, self.windows.get(b.period, now)) for b in self.book.covering(call.key)]
+        if covering and self.router.settings.downgrade:
             self.router.downgrade(call, [(b.label, self._spent_pct(b, w)) for b, w in covering])
         cache_key = None
         if self.cache.applies(call):
@@ -99,22 +100,13 @@ class GovernancePolicy:
             if hit is not None:
                 return hit  # costs nothing upstream: no budget or limit is charged
         fallbacks = self.router.fallbacks(call.model)
-        body = call.body or {}
-        worst, tokens_in, tokens_out = 0, 0, 0
-        for model in [call.model, *fallbacks]:
-            cost, tokens_in, tokens_out = worst_case(
-                self.pricer,
-                call.provider,
-                model,
-                call.endpoint.name,
-                body,
-                self.budget_settings.default_max_output_tokens,
-            )
-            worst = max(worst, cost)
-        limit_claims = self.limiter.claims(call.key, now, tokens_in + tokens_out)
+        est = Estimate.of(call.endpoint.name, call.body or {}, self.budget_settings.default_max_output_tokens)
+        # Reserved at the dearest model the call may end up on, so a fallback cannot widen the bound.
+        worst = max(est.cost(self.pricer, call.provider, m) for m in [call.model, *fallbacks])
+        limit_claims = self.limiter.claims(call.key, now, est.tokens_in + est.tokens_out)
         claims: list[Claim] = [lc.claim for lc in limit_claims]
         claims += [budget_claim(b, w, worst, self.budget_settings) for b, w in covering]
-        grant = Grant(Ticket(), [budget_cid(b, w) for b, w in covering], limit_claims, fallbacks, cache_key)
+        grant = Grant(Ticket(), [c.cid for c in claims[len(limit_claims) :]], limit_claims, fallbacks, cache_key)
         if claims:
             try:
                 grant.ticket = await self.ledger.reserve(claims)
