@@ -20,6 +20,7 @@ GROUP BY over all sessions is a sort of a million rows. So:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -30,7 +31,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 DIMS = ("started_at", "ended_at", "week", "team_id", "project_id", "engineer_id", "engineer", "repo", "agent")
-EXTRA = {
+EXTRA: dict[str, sa.types.TypeEngine[Any]] = {
     "branch": sa.String(300),
     "agent_version": sa.String(100),
     "agent_session_id": sa.String(200),
