@@ -391,3 +391,90 @@ def test_preexisting_files_for_a_snapshot_root_reached_through_a_symlink(tmp_pat
     assert oracle(f"{real}/a.txt") is True and oracle(f"{link}/a.txt") is True
     assert oracle(f"{real}/b.txt") is False
     assert oracle("/elsewhere/a.txt") is None
+
+
+# ---- parents without pid translation (inside the sandbox's pid namespace) -----------------------
+
+# bwrap's clone into a new pid namespace returns a pid of strace's namespace (5001); every clone
+# inside it returns the child's pid there (2, 3, …), which never matches the pid on its lines.
+SANDBOX_START = [
+    '5000 1.00 execve("/usr/bin/bwrap", ["bwrap", "--unshare-pid", "--", "bash"], 0x7ffd /* 3 vars */) = 0',
+    "5000 1.01 clone(child_stack=NULL, flags=CLONE_NEWNS|CLONE_NEWPID|SIGCHLD) = 5001",
+    "5001 1.02 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f) = 2",
+    '5002 1.03 execve("/usr/bin/bash", ["bash", "-c", "x"], 0x7ffd /* 3 vars */) = 0',
+]
+SANDBOXED = TraceConfig(P, ignored_programs=("bwrap",))
+
+
+def _parse(lines: list[str], lookup: dict[int, tuple[int, int]] | None = None) -> list[Event]:
+    parser = TraceParser("s", SANDBOXED, proc_lookup=(lookup or {}).get if lookup is not None else None)
+    return parser.feed_many(lines) + parser.finish()
+
+
+def _execs(events: list[Event]) -> dict[str, dict[str, object]]:
+    return {str(e.payload["argv"][-1]): e.payload for e in events if e.kind == "exec"}
+
+
+def test_namespace_local_clone_returns_link_children_by_order() -> None:
+    execs = _execs(
+        _parse(
+            [
+                *SANDBOX_START,
+                '5002 1.10 chdir("/work/proj/src") = 0',
+                "5002 1.11 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD, child_tidptr=0x7f) = 3",
+                '5002 1.12 chdir("/work/proj") = 0',  # after the clone: the child keeps src
+                '5003 1.13 execve("/bin/ls", ["ls", "one"], 0x1 /* 1 vars */) = 0',
+                "5002 1.20 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD <unfinished ...>",
+                '5004 1.21 execve("/bin/ls", ["ls", "two"], 0x1 /* 1 vars */) = 0',
+                "5002 1.22 <... clone resumed>, child_tidptr=0x7f) = 4",
+                '5004 1.23 openat(AT_FDCWD</work/proj>, "made", O_WRONLY|O_CREAT, 0666) = 3</work/proj/made>',
+            ]
+        )
+    )
+    assert execs["x"]["ppid"] == 5001  # bwrap's clone is in strace's namespace: its value is exact
+    assert (execs["one"]["ppid"], execs["one"]["cwd"]) == (5002, "/work/proj/src")
+    assert (execs["two"]["ppid"], execs["two"]["cwd"]) == (5002, "/work/proj")
+    parser = TraceParser("s", SANDBOXED)
+    parser.feed_many([*SANDBOX_START, "5002 1.11 clone(child_stack=NULL, flags=SIGCHLD) = 3"])
+    assert 3 not in parser.procs  # a namespace-local value never becomes a process of its own
+
+
+def test_concurrent_parents_are_told_apart_by_the_kernel() -> None:
+    # Two shells clone at the same time; their children print before either clone returns. Order
+    # alone would guess; the kernel's answer (what /proc/PID/status says) is exact.
+    lines = [
+        *SANDBOX_START,
+        "5002 1.10 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD, child_tidptr=0x7f) = 3",
+        "5002 1.11 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD, child_tidptr=0x7f) = 4",
+        '5003 1.12 chdir("/work/proj/a") = 0',
+        '5004 1.13 chdir("/work/proj/b") = 0',
+        "5003 1.14 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD <unfinished ...>",
+        "5004 1.15 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD <unfinished ...>",
+        '5006 1.16 execve("/bin/true", ["true", "b"], 0x1 /* 1 vars */) = 0',
+        '5005 1.17 execve("/bin/true", ["true", "a"], 0x1 /* 1 vars */) = 0',
+        "5003 1.18 <... clone resumed>, child_tidptr=0x7f) = 5",
+        "5004 1.19 <... clone resumed>, child_tidptr=0x7f) = 6",
+    ]
+    kernel = {5003: (5003, 5002), 5004: (5004, 5002), 5005: (5005, 5003), 5006: (5006, 5004)}
+    execs = _execs(_parse(lines, kernel))
+    assert (execs["a"]["ppid"], execs["a"]["cwd"]) == (5003, "/work/proj/a")
+    assert (execs["b"]["ppid"], execs["b"]["cwd"]) == (5004, "/work/proj/b")
+    # Gone before the reader got to them: the most recent clone under way is taken. Right here,
+    # wrong had "a" printed first (docs/tracer.md says when this guess is made).
+    guessed = _execs(_parse(lines, {}))
+    assert (guessed["a"]["ppid"], guessed["b"]["ppid"]) == (5003, 5004)
+    swapped = _execs(_parse([*lines[:10], lines[11], lines[10], *lines[12:]], {}))
+    assert swapped["a"]["ppid"] == 5004  # the documented limit of the guess
+
+
+def test_a_thread_belongs_to_its_process_without_translation() -> None:
+    lines = [
+        *SANDBOX_START,
+        "5002 1.10 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM, exit_signal=0}, 88) = 3",
+        '5003 1.11 chdir("/work/proj/t") = 0',
+        '5002 1.12 unlinkat(AT_FDCWD, "z", 0) = 0',
+        '5003 1.13 openat(AT_FDCWD</work/proj/t>, "w", O_WRONLY|O_CREAT, 0666) = 3</work/proj/t/w>',
+    ]
+    for lookup in ({5003: (5002, 5001)}, {}):
+        files = [(e.kind, e.payload["path"], e.payload["pid"]) for e in _parse(lines, lookup) if e.kind != "exec"]
+        assert files == [("file_delete", "/work/proj/t/z", 5002), ("file_write", "/work/proj/t/w", 5002)]

@@ -4,6 +4,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -160,3 +161,39 @@ def test_traced_inside_the_sandbox(strace: str, bwrap: str, tmp_path: Path) -> N
     execs = [e.payload for e in seen if e.kind == "exec"]
     assert [p["argv"][0] for p in execs] == ["bash", "cat", "sleep"]
     assert execs[1]["ppid"] == execs[0]["pid"]  # clone's namespace-local return was translated
+
+
+def test_parents_and_cwds_inside_the_sandbox_without_pid_translation(strace: str, bwrap: str, tmp_path: Path) -> None:
+    """Three shells in their own directories start 15 children each, all at once, inside the sandbox's
+    pid namespace: every child's exec names its own shell as parent and that shell's directory as
+    cwd, and a thread's file events carry its process's pid."""
+    proj = tmp_path / "proj"
+    for k in (1, 2, 3):
+        (proj / f"d{k}").mkdir(parents=True)
+    shell = "cd d$0; for i in $(seq 1 15); do /bin/echo c-$0-$i >/dev/null & done; wait"
+    shells = f"for k in 1 2 3; do bash -c '{shell}' $k & done; wait"
+    threaded = "import threading as t; w = t.Thread(target=lambda: open('by-thread', 'w').close()); w.start(); w.join()"
+    command = build_argv(
+        SandboxConfig(str(proj), home=str(tmp_path / "home")),
+        ["bash", "-c", f'{shells}; cd d1 && {sys.executable} -c "{threaded}"'],
+        bwrap=bwrap,
+    )
+    assert "--pidns-translation" not in strace_argv(command, "/x")
+    result = run_traced(
+        command,
+        session_id="s",
+        config=TraceConfig(str(proj), ignored_programs=("bwrap",)),
+        existed_before=PreexistingFiles((str(proj),), frozenset()),
+    )
+    assert result.exit_code == 0
+    execs = [e.payload for e in result.events if e.kind == "exec"]
+    shell_pids = {e["argv"][-1]: e["pid"] for e in execs if e["argv"][:2] == ["bash", "-c"] and len(e["argv"]) == 4}
+    assert sorted(shell_pids) == ["1", "2", "3"]
+    children = [e for e in execs if e["argv"][0] == "/bin/echo"]
+    assert len(children) == 45
+    for child in children:
+        k = child["argv"][1].split("-")[1]
+        assert (child["ppid"], child["cwd"]) == (shell_pids[k], str(proj / f"d{k}")), child
+    [python] = [e for e in execs if e["argv"][0] == sys.executable]
+    [made] = [e.payload for e in result.events if e.kind == "file_create"]
+    assert (made["rel_path"], made["pid"]) == ("d1/by-thread", python["pid"])

@@ -64,14 +64,22 @@ def _str(args: list[str], i: int) -> str | None:
 
 def _on_clone(t: TraceParser, c: Call, out: list[Event]) -> None:
     pid, args, ret = c.pid, c.args, c.ret
-    if ret.value is None or ret.value <= 0:
-        return
     parent = t.proc(pid)
-    flags = clone_flags(", ".join(args))
-    child = t.child_of(parent, ret.value, flags)
+    # A clone printed in one piece had no birth yet; an unfinished one opened it at its start.
+    birth = t.open_birth(pid) or t.birth(pid, parent, clone_flags(", ".join(args)))
+    if ret.value is None or ret.value <= 0:
+        t.claim(birth)  # no child
+        return
+    if not parent.host_ns:
+        # The value is the child's pid in the sandbox's namespace, not the one on its lines: the
+        # child is found when it first prints (TraceParser._newcomer).
+        birth.returned = True
+        return
+    t.claim(birth)
+    child = t.child_of(parent, ret.value, birth.flags, birth.fs)
     known = t.procs.get(ret.value)
     if known is not None:  # printed before the clone returned: fix its provisional parent
-        known.tgid, known.ppid = child.tgid, child.ppid
+        known.tgid, known.ppid, known.host_ns = child.tgid, child.ppid, child.host_ns
         if known.fs.cwd is None:
             known.fs = child.fs
     else:

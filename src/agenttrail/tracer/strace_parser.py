@@ -39,6 +39,9 @@ DEFAULT_SKIP_READ_PARTS: tuple[str, ...] = (
 
 ExistedBefore = Callable[[str], bool | None]
 CwdLookup = Callable[[int], str | None]
+# pid → (tgid, ppid) as the kernel reports them now (/proc/PID/status), or None once it is gone.
+ProcLookup = Callable[[int], tuple[int, int] | None]
+_MAX_BIRTHS = 4096  # unclaimed clones kept (silent threads never claim theirs); the oldest go first
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,21 @@ class Proc:
     ppid: int | None
     fs: _Fs
     program: str | None = None
+    # True while the process is in strace's own pid namespace: only then is its clone's return
+    # value the pid that starts the child's lines (strace runs without --pidns-translation).
+    host_ns: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class _Birth:
+    """A clone whose child has not printed a line yet: the child's parent and cwd, kept from the
+    moment of the clone (the parent may chdir or exit before the child shows up)."""
+
+    by: int  # the pid (thread) that called clone
+    parent: Proc
+    flags: frozenset[str]
+    fs: _Fs  # the child's: the parent's own object under CLONE_FS, else a copy of its cwd then
+    returned: bool = False
 
 
 @dataclass(slots=True)
@@ -99,13 +117,16 @@ class TraceParser:
         *,
         existed_before: ExistedBefore | None = None,
         cwd_lookup: CwdLookup | None = None,
+        proc_lookup: ProcLookup | None = None,
     ) -> None:
         self.session_id = session_id
         self.config = config
         self._roots = config.roots()
         self._existed_before = existed_before
         self._cwd_lookup = cwd_lookup
+        self._proc_lookup = proc_lookup
         self.procs: dict[int, Proc] = {}
+        self._births: list[_Birth] = []  # oldest first
         self._pending: dict[int, tuple[float, str, str]] = {}  # pid → unfinished (ts, name, body)
         self.exists: dict[str, bool] = {}  # what this session did to a path: created/deleted
         self._aggs: dict[tuple[str, str], _Agg] = {}
@@ -123,8 +144,10 @@ class TraceParser:
         self.lines += 1
         out = self._expire(raw.ts)
         if raw.kind == "unfinished":
-            self.proc(raw.pid)
+            parent = self.proc(raw.pid)
             self._pending[raw.pid] = (raw.ts, raw.name, raw.body)
+            if raw.name in CLONE_CALLS:
+                self.birth(raw.pid, parent, clone_flags(raw.body))
             return out
         if raw.kind == "resumed":
             pending = self._pending.pop(raw.pid, None)
@@ -173,23 +196,70 @@ class TraceParser:
             self.root_pid = pid
             p = Proc(pid, None, _Fs(self.config.initial_cwd or self.config.project_dir))
         else:
-            # A child can print before its parent's clone returns. Its parent is then the process
-            # with an unfinished clone (the most recent one); the clone's return corrects this.
-            q = next((q for q in reversed(self._pending) if self._pending[q][1] in CLONE_CALLS), None)
-            if q is not None:
-                p = self.child_of(self.procs[q], pid, clone_flags(self._pending[q][2]))
-            else:
-                cwd = self._cwd_lookup(pid) if self._cwd_lookup else None
-                p = Proc(pid, None, _Fs(cwd))
+            p = self._newcomer(pid)
         self.procs[pid] = p
         return p
 
-    @staticmethod
-    def child_of(parent: Proc, pid: int, flags: frozenset[str]) -> Proc:
+    def _newcomer(self, pid: int) -> Proc:
+        """The first line of a pid we have not seen born: find the clone that made it.
+
+        Inside the sandbox's pid namespace clone returns the child's pid *there*, which says
+        nothing about the pid strace prints, so the clone is found another way. strace prints a
+        clone's start before any line of its child, so the child's clone is one of the open births.
+        The kernel knows which (`proc_lookup`: its tgid and parent, exact while it lives); when it
+        has already gone, the most recent clone still under way is taken, then the most recent
+        returned one (docs/tracer.md, "Parents without pid translation").
+        """
+        births = self._births
+        known = self._proc_lookup(pid) if self._proc_lookup else None
+        if known is not None:
+            tgid, ppid = known
+            if tgid != pid:  # a thread: it belongs to its process, whatever clone made it
+                owner = self.procs.get(tgid)
+                if owner is not None:
+                    b = next((b for b in births if "CLONE_THREAD" in b.flags and b.parent.tgid == tgid), None)
+                    if b is not None:
+                        births.remove(b)
+                        return self.child_of(owner, pid, b.flags, b.fs)
+                    return Proc(owner.tgid, owner.ppid, owner.fs, owner.program, owner.host_ns)
+            else:
+                b = next((b for b in births if "CLONE_THREAD" not in b.flags and b.parent.tgid == ppid), None)
+                if b is not None:  # (a reparented orphan's ppid has no open birth: guessed below)
+                    births.remove(b)
+                    return self.child_of(b.parent, pid, b.flags, b.fs)
+        if births:
+            under_way = [b for b in births if not b.returned]
+            b = (under_way or births)[-1]
+            births.remove(b)
+            return self.child_of(b.parent, pid, b.flags, b.fs)
+        cwd = self._cwd_lookup(pid) if self._cwd_lookup else None
+        return Proc(pid, None, _Fs(cwd))
+
+    def birth(self, by: int, parent: Proc, flags: frozenset[str]) -> _Birth:
+        """A clone has started: its child may print before it returns."""
         fs = parent.fs if "CLONE_FS" in flags else _Fs(parent.fs.cwd)
+        b = _Birth(by, parent, flags, fs)
+        self._births.append(b)
+        if len(self._births) > _MAX_BIRTHS:
+            del self._births[0]
+        return b
+
+    def open_birth(self, by: int) -> _Birth | None:
+        """The birth a clone by `by` started and no child has claimed, if any."""
+        return next((b for b in reversed(self._births) if b.by == by and not b.returned), None)
+
+    def claim(self, birth: _Birth) -> None:
+        if birth in self._births:
+            self._births.remove(birth)
+
+    @staticmethod
+    def child_of(parent: Proc, pid: int, flags: frozenset[str], fs: _Fs | None = None) -> Proc:
+        if fs is None:
+            fs = parent.fs if "CLONE_FS" in flags else _Fs(parent.fs.cwd)
+        host_ns = parent.host_ns and "CLONE_NEWPID" not in flags
         if "CLONE_THREAD" in flags:
-            return Proc(parent.tgid, parent.ppid, fs, parent.program)
-        return Proc(pid, parent.tgid, fs, parent.program)
+            return Proc(parent.tgid, parent.ppid, fs, parent.program, host_ns)
+        return Proc(pid, parent.tgid, fs, parent.program, host_ns)
 
     def _on_exit(self, pid: int, text: str) -> None:
         p = self.procs.get(pid)
@@ -206,6 +276,9 @@ class TraceParser:
         for q in [q for q, v in self.procs.items() if v.tgid == p.tgid]:
             self.procs.pop(q, None)
             self._pending.pop(q, None)
+        # Its threads die with it; a child it forked may still print its first line, so that
+        # birth stays.
+        self._births = [b for b in self._births if not (b.parent.tgid == p.tgid and "CLONE_THREAD" in b.flags)]
 
     # ---- helpers ----------------------------------------------------------------------------
     def resolve(self, proc: Proc, dirfd: str | None, raw: str) -> str | None:
