@@ -43,6 +43,7 @@ from agenttrail.config import load_settings  # noqa: E402
 from agenttrail.importers import iter_claude_code, iter_codex  # noqa: E402
 from agenttrail.importers.to_events import batch_to_events  # noqa: E402
 from agenttrail.pricing import Pricer  # noqa: E402
+from agenttrail.store.database import forget_engine  # noqa: E402
 from agenttrail.usage import Usage  # noqa: E402
 from importers.builders import T0, ClaudeTranscript, CodexRollout, anthropic_usage, codex_usage  # noqa: E402
 
@@ -191,8 +192,9 @@ def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int) -> d
 def agenttrail_store(agent: str, root: Path, work: Path, *, usage_only: bool = False) -> dict[str, int]:
     from agenttrail.cli.import_ import run_import
 
-    db = work / f"store-{agent}.db"
-    for p in work.glob(f"store-{agent}.db*"):
+    db = work / f"store-{agent}-{'usage' if usage_only else 'full'}.db"
+    forget_engine(f"sqlite:///{db}")  # engines are cached per URL: a deleted file would live on in it
+    for p in work.glob(db.name + "*"):
         p.unlink()
     settings = load_settings(db=f"sqlite:///{db}", env={"AGENTTRAIL_HOME": str(work / "home")})
     totals = run_import(agent, str(root), settings=settings, env={}, show_progress=False, usage_only=usage_only)
