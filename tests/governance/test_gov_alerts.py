@@ -107,9 +107,10 @@ def test_one_alert_per_threshold_under_concurrency_and_again_after_a_failure(mak
         ).all()
     assert [r[0] for r in rows] == [50, 80, 100]
     assert all(r[2] is not None for r in rows)
-    assert (
-        sum(r[1] for r in rows) == 4 and any("HTTP 500" in (r[3] or "") for r in rows) is False
-    )  # delivered: error cleared
+    assert all(r[3] is None for r in rows)  # delivered in the end: no error left
+    # Three alerts; the one (or two, if two were out at once) that met a 500 took a second attempt.
+    assert 4 <= sum(r[1] for r in rows) <= 5
+    assert len([1 for p, _, _ in receiver.posts if p == "/slack"]) == 4
 
     # A new period raises its alerts again.
     clock.set(utc(2026, 12, 1, 0, 0, 1))
