@@ -306,7 +306,18 @@ def main() -> None:
     ap.add_argument("--ingest-sample-days", type=int, default=20)
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--keep", action="store_true", help="Keep the large database (SQLite: print its path).")
+    ap.add_argument("--measure", metavar="URL", help="Only time the queries and reports on this database.")
     args = ap.parse_args()
+    if args.measure:
+        engine = open_engine(args.measure)
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        with engine.connect() as conn:
+            n = conn.execute(text("SELECT COUNT(*) FROM sessions")).scalar()
+            events = conn.execute(text("SELECT COUNT(*) FROM events")).scalar()
+        print(json.dumps({"sessions": n, "events": events, "queries": measure_queries(engine)}, indent=2))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="agenttrail-bench-record-"))
     result: dict[str, Any] = {"db": args.db, "engineers": args.engineers, "days": args.days, "loader": args.loader}
     if not args.skip_ingest:

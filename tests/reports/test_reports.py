@@ -231,3 +231,43 @@ def test_unknown_report_and_options_are_refused(org: Org) -> None:
         run_report(org.engine, "vibes", Filters())
     with pytest.raises(ReportError, match="does not take"):
         run_report(org.engine, "models", Filters(), {"by": "team"})
+
+
+def test_spend_over_months_and_days_matches_the_calls(org: Org) -> None:
+    """Whole months come from the monthly roll-up, the days around them from the daily one."""
+    from agenttrail.store.tables import llm_call
+
+    extra = [
+        ("2026-04-14 23:00", 0.5),
+        ("2026-04-30 12:00", 0.25),
+        ("2026-06-01 00:00", 0.125),
+        ("2026-06-10 00:00", 8.0),
+    ]
+    with org.engine.begin() as conn:
+        for i, (when, cost) in enumerate(extra):
+            conn.execute(
+                llm_call.insert().values(
+                    call_id=f"edge-{i}",
+                    started_at=datetime.fromisoformat(when),
+                    team_id=org.team_ids["search"],
+                    provider="openai",
+                    model="gpt-5",
+                    cost_usd=cost,
+                    status="ok",
+                )
+            )
+    f = Filters(since=datetime(2026, 4, 15), until=datetime(2026, 6, 10))
+    with org.engine.connect() as conn:
+        want = dict(
+            conn.execute(
+                text(
+                    "SELECT team, SUM(cost_usd) FROM llm_calls WHERE started_at >= :a AND started_at < :b GROUP BY team"
+                ),
+                {"a": f.since, "b": f.until},
+            ).all()
+        )
+    got = {r["team"]: r["cost_usd"] for r in records(org, "spend", "by_team", f, by="team")}
+    assert got == approx(want)
+    months = {r["month"]: r["cost_usd"] for r in records(org, "spend", "by_month", f, by="month")}
+    assert months["2026-04"] == approx(0.25) and months["2026-06"] == approx(0.125)
+    assert sum(months.values()) == approx(sum(want.values()))

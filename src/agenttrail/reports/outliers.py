@@ -11,8 +11,9 @@ left out (there is no spend to explain); repos with fewer than `min_sessions` se
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Engine
@@ -42,19 +43,31 @@ def outliers(
     where += " AND cost_usd > 0"
     # Pass 1, in the (repo, engineer) index's order: each repo's baseline and its engineers' totals.
     _, rows = fetch(engine, f"SELECT repo, engineer, cost_usd, lines_changed FROM sessions WHERE {where}", params)
-    by_repo: dict[str, list[float]] = defaultdict(list)
-    pairs: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0]))
-    for repo, eng, cost, lines in rows:
+    # Rows come in (repo, engineer) order from the covering index; group without per-row dict lookups.
+    by_repo: dict[str, list[float]] = {}
+    pairs: dict[str, dict[str, list[float]]] = {}
+    log = math.log
+    for repo, in_repo in groupby(rows, key=itemgetter(0)):
         key = repo if repo is not None else NO_REPO
-        cost, lines = float(cost), int(lines or 0)
-        by_repo[key].append(math.log(usd_per_line(cost, lines)))
-        p = pairs[key][eng or "(unknown)"]
-        p[0] += 1
-        p[1] += cost
-        p[2] += lines
+        xs = by_repo.setdefault(key, [])
+        eng_sums = pairs.setdefault(key, {})
+        for eng, in_eng in groupby(in_repo, key=itemgetter(1)):
+            n, total, total_lines = 0, 0.0, 0
+            for _, _, cost, lines in in_eng:
+                lines = int(lines or 0)
+                xs.append(log(cost / (lines + 1)))
+                n += 1
+                total += cost
+                total_lines += lines
+            acc = eng_sums.setdefault(eng or "(unknown)", [0, 0.0, 0])
+            acc[0] += n
+            acc[1] += total
+            acc[2] += total_lines
     del rows
 
-    flagged, pair_flags, repo_rows = [], [], []
+    flagged: list[tuple[Any, ...]] = []
+    pair_flags: list[tuple[Any, ...]] = []
+    repo_rows: list[tuple[Any, ...]] = []
     for repo, xs in by_repo.items():
         if len(xs) >= min_sessions:
             zs, m, spread = robust_z(xs)
@@ -70,13 +83,13 @@ def outliers(
             pzs, pm, _ = robust_z(pxs)
             assert pm is not None
             for e, x, z in zip(names, pxs, pzs, strict=True):
-                n, cost, lines = eng_sums[e]
+                count, cost, lines = eng_sums[e]
                 if z is not None and z > threshold:
                     pair_flags.append(
                         (
                             e,
                             repo,
-                            int(n),
+                            int(count),
                             cost,
                             int(lines),
                             usd_per_line(cost, int(lines)),

@@ -1,8 +1,10 @@
 """Spend by a dimension over a period.
 
 Three sources, chosen for speed without changing the answer:
-- `daily_spend` (one row per day and attribution, kept by triggers) for call dimensions (team,
-  project, engineer, model, provider, day, week, month) over whole UTC days;
+- the calendar roll-ups (kept by triggers) for call dimensions (team, project, engineer, model,
+  provider, day, week, month) over whole UTC days: `monthly_spend` for the whole months of the
+  period, `daily_spend` for the days before the first and after the last of them (and for day and
+  week, which months cannot give);
 - `sessions` (one row per session) for session dimensions (repo, agent, session), and for any
   dimension under a --repo filter; a session's spend counts at its start, and calls outside any
   session appear as "(no session)";
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -61,19 +63,47 @@ def _fold(rows: list[tuple[Any, ...]], by: str) -> dict[str, list[float]]:
     return out
 
 
-def _day_bounds(f: Filters) -> tuple[str, dict[str, Any]]:
-    parts: list[str] = ["1=1"]
-    params: dict[str, Any] = {}
-    if f.since is not None:
-        parts.append("day >= :since_day")
-        params["since_day"] = f.since.date().isoformat()
-    if f.until is not None:
-        parts.append("day < :until_day")
-        params["until_day"] = f.until.date().isoformat()
-    if f.team is not None:
-        parts.append("team = :team")
-        params["team"] = f.team
-    return " AND ".join(parts), params
+def _next_month(d: date) -> date:
+    return (d.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _calendar(f: Filters, by: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The period as (view, period column, WHERE, params) parts: whole months from `monthly_spend`,
+    the days around them from `daily_spend`. `until` is exclusive."""
+    since = f.since.date() if f.since else None
+    until = f.until.date() if f.until else None
+    team_sql = " AND team_id = (SELECT team_id FROM teams WHERE team = :team)" if f.team else ""
+    base: dict[str, Any] = {"team": f.team} if f.team else {}
+
+    def daily(lo: date | None, hi: date | None) -> tuple[str, str, str, dict[str, Any]]:
+        parts, params = ["1=1"], dict(base)
+        if lo:
+            parts.append("day >= :lo")
+            params["lo"] = lo.isoformat()
+        if hi:
+            parts.append("day < :hi")
+            params["hi"] = hi.isoformat()
+        return "daily_spend", "day", " AND ".join(parts) + team_sql, params
+
+    if by in ("day", "week"):
+        return [daily(since, until)]
+    first = since if since is None or since.day == 1 else _next_month(since)
+    last = until if until is None or until.day == 1 else until.replace(day=1)
+    if first is not None and last is not None and first >= last:
+        return [daily(since, until)]  # no whole month inside the period
+    parts, params = ["1=1"], dict(base)
+    if first:
+        parts.append("month >= :m_lo")
+        params["m_lo"] = first.isoformat()[:7]
+    if last:
+        parts.append("month < :m_hi")
+        params["m_hi"] = last.isoformat()[:7]
+    out = [("monthly_spend", "month", " AND ".join(parts) + team_sql, params)]
+    if since is not None and first is not None and since < first:
+        out.append(daily(since, first))
+    if until is not None and last is not None and last < until:
+        out.append(daily(last, until))
+    return out
 
 
 _SUMS = (
@@ -87,21 +117,35 @@ _SESSION_SUMS = (
 )
 
 
-def _from_daily(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
-    col = "day" if by in TIME_DIMS else by
-    where, params = _day_bounds(f)
-    return fetch(engine, f"SELECT {col}, {_DAILY_SUMS} FROM daily_spend WHERE {where} GROUP BY {col}", params)[1]
+# Directory dimensions are grouped by id (no name lookup per row) and named afterwards.
+ID_DIMS = {
+    "team": ("team_id", "SELECT team_id, team FROM teams"),
+    "project": ("project_id", "SELECT project_id, project FROM projects"),
+    "engineer": ("engineer_id", "SELECT engineer_id, engineer FROM engineers"),
+}
+
+
+def _from_calendar(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for view, period_col, where, params in _calendar(f, by):
+        col = period_col if by in TIME_DIMS else ID_DIMS[by][0] if by in ID_DIMS else by
+        rows += fetch(engine, f"SELECT {col}, {_DAILY_SUMS} FROM {view} WHERE {where} GROUP BY {col}", params)[1]
+    if by in ID_DIMS:
+        names = dict(fetch(engine, ID_DIMS[by][1])[1])
+        rows = [(names.get(r[0]) if r[0] is not None else None, *r[1:]) for r in rows]
+    return rows
 
 
 def _no_session(engine: Engine, f: Filters) -> list[float]:
     """Spend of calls that carry no session id, over the filters (no repo: such calls have none)."""
+    totals = [0.0] * len(MEASURES)
     if f.day_aligned():
-        where, params = _day_bounds(f)
-        sql = f"SELECT {_DAILY_SUMS} FROM daily_spend WHERE in_session = 0 AND {where}"
-    else:
-        where, params = f.where(time_col="started_at", repo_col=None)
-        sql = f"SELECT {_SUMS} FROM llm_calls WHERE session_id IS NULL AND {where}"
-    row = fetch(engine, sql, params)[1][0]
+        for view, _col, where, params in _calendar(f, "month"):
+            row = fetch(engine, f"SELECT {_DAILY_SUMS} FROM {view} WHERE in_session = 0 AND {where}", params)[1][0]
+            totals = [t + float(v or 0) for t, v in zip(totals, row, strict=True)]
+        return totals
+    where, params = f.where(time_col="started_at", repo_col=None)
+    row = fetch(engine, f"SELECT {_SUMS} FROM llm_calls WHERE session_id IS NULL AND {where}", params)[1][0]
     return [float(v or 0) for v in row]
 
 
@@ -132,7 +176,7 @@ def spend_report(engine: Engine, f: Filters, by: str = "team") -> Report:
     source: str
     call_dim = by in CALL_DIMS or by in TIME_DIMS
     if call_dim and f.repo is None and f.day_aligned():
-        totals, source = _fold(_from_daily(engine, f, by), by), "daily_spend"
+        totals, source = _fold(_from_calendar(engine, f, by), by), "monthly_spend + daily_spend"
     elif by in SESSION_DIMS or (f.repo is not None and by not in ("model", "provider")):
         totals, source = _fold(_from_sessions(engine, f, by), by), "sessions"
         if f.repo is None:

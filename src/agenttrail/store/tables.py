@@ -405,6 +405,26 @@ call_daily = Table(
     PrimaryKeyConstraint("day", "team_id", "project_id", "engineer_id", "provider", "model", "in_session"),
 )
 
+call_monthly = Table(
+    "call_monthly",
+    metadata,
+    # As call_daily, a calendar month at a time (migration 0005): a fifth of the rows, for long periods.
+    Column("month", String(7), nullable=False),
+    Column("team_id", Integer, nullable=False),
+    Column("project_id", Integer, nullable=False),
+    Column("engineer_id", Integer, nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("in_session", Integer, nullable=False),
+    Column("calls", BigInteger, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("month", "team_id", "project_id", "engineer_id", "provider", "model", "in_session"),
+)
+
 pr_session = Table(
     "pr_session",
     metadata,

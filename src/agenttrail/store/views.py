@@ -20,6 +20,7 @@ VIEW_NAMES = (
     "pr_sessions",
     "session_models",
     "daily_spend",
+    "monthly_spend",
     "package_installs",
 )
 
@@ -55,6 +56,20 @@ def _name(table: str, id_col: str) -> str:
     """A directory name as a scalar subquery: looked up only for queries that read it (SQLite 3.40 keeps
     an unused LEFT JOIN and pays for it on every row)."""
     return f"(SELECT x.name FROM {table} x WHERE x.id = {id_col})"
+
+
+def _spend_view(period: str, source: str) -> str:
+    label = period.split(".", 1)[1]
+    return f"""
+SELECT {period} AS {label}, {_name("team", "NULLIF(d.team_id, 0)")} AS team,
+       {_name("project", "NULLIF(d.project_id, 0)")} AS project,
+       (SELECT x.email FROM engineer x WHERE x.id = NULLIF(d.engineer_id, 0)) AS engineer,
+       d.provider, NULLIF(d.model, '') AS model, d.in_session, d.calls,
+       d.input_tokens, d.cache_read_tokens, d.cache_write_tokens, d.output_tokens,
+       d.input_tokens + d.cache_read_tokens + d.cache_write_tokens + d.output_tokens AS total_tokens,
+       d.cost_usd, NULLIF(d.team_id, 0) AS team_id, NULLIF(d.project_id, 0) AS project_id,
+       NULLIF(d.engineer_id, 0) AS engineer_id
+FROM {source}"""
 
 
 def _json(dialect: str, key: str) -> str:
@@ -127,16 +142,8 @@ SELECT pr.id AS pr_id, pr.repo, pr.number, pr.merged_at, ps.session_id, ps.how
 FROM pr_session ps JOIN pull_request pr ON pr.id = ps.pr_id""",
         "session_models": """
 SELECT sm.session_id, NULLIF(sm.model, '') AS model, sm.calls, sm.cost_usd FROM session_model sm""",
-        "daily_spend": """
-SELECT d.day, t.name AS team, p.name AS project, e.email AS engineer, d.provider, NULLIF(d.model, '') AS model,
-       d.in_session, d.calls, d.input_tokens, d.cache_read_tokens, d.cache_write_tokens, d.output_tokens,
-       d.input_tokens + d.cache_read_tokens + d.cache_write_tokens + d.output_tokens AS total_tokens,
-       d.cost_usd, NULLIF(d.team_id, 0) AS team_id, NULLIF(d.project_id, 0) AS project_id,
-       NULLIF(d.engineer_id, 0) AS engineer_id
-FROM call_daily d
-LEFT JOIN team t ON t.id = d.team_id
-LEFT JOIN project p ON p.id = d.project_id
-LEFT JOIN engineer e ON e.id = d.engineer_id""",
+        "daily_spend": _spend_view("d.day", "call_daily d"),
+        "monthly_spend": _spend_view("d.month", "call_monthly d"),
         "package_installs": f"""
 SELECT e.event_id, e.session_id, e.ts, {_json(dialect, "ecosystem")} AS ecosystem, {_json(dialect, "name")} AS name,
        {_json(dialect, "version_spec")} AS version_spec, {_json(dialect, "manager")} AS manager,
