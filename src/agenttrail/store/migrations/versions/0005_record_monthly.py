@@ -89,10 +89,7 @@ def _pg_changed(side: str) -> str:
 
 def _pg_function(name: str, statements: list[str]) -> str:
     body = ";\n  ".join(statements)
-    return (
-        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n  {body};\n  RETURN NULL;\nEND\n$$"
-    )
+    return f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  {body};\n  RETURN NULL;\nEND\n$$"
 
 
 def upgrade() -> None:
