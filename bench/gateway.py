@@ -56,8 +56,9 @@ class Sample:
     wall: float = 0.0
 
 
-async def one(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict, stream: bool,
-              s: Sample) -> None:
+async def one(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict, stream: bool, s: Sample
+) -> None:
     t0 = time.perf_counter()
     try:
         if stream:
@@ -94,6 +95,7 @@ async def drive(base: str, key: str, concurrency: int, requests: int, stream: bo
     queue = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
         async def worker() -> None:
             for _ in queue:
                 await one(client, url, headers, body, stream, s)
@@ -135,46 +137,66 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="at-bench-"))
     mp, gp = free_port(), free_port()
-    env = dict(os.environ, AGENTTRAIL_HOME=str(work), AGENTTRAIL_DATABASE_URL=f"sqlite:///{work}/at.db",
-               AGENTTRAIL_ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mp}",
-               AGENTTRAIL_OPENAI_BASE_URL=f"http://127.0.0.1:{mp}/v1",
-               ANTHROPIC_API_KEY="bench-real-a", OPENAI_API_KEY="bench-real-o")
+    env = dict(
+        os.environ,
+        AGENTTRAIL_HOME=str(work),
+        AGENTTRAIL_DATABASE_URL=f"sqlite:///{work}/at.db",
+        AGENTTRAIL_ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mp}",
+        AGENTTRAIL_OPENAI_BASE_URL=f"http://127.0.0.1:{mp}/v1",
+        ANTHROPIC_API_KEY="bench-real-a",
+        OPENAI_API_KEY="bench-real-o",
+    )
     at = [sys.executable, "-m", "agenttrail"]
-    procs = [subprocess.Popen([*at, "mock-llm", "--port", str(mp), "--ttft-ms", str(args.ttft_ms),
-                               "--chunk-ms", str(args.chunk_ms)], env=env, stdout=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [*at, "mock-llm", "--port", str(mp), "--ttft-ms", str(args.ttft_ms), "--chunk-ms", str(args.chunk_ms)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    ]
     try:
         subprocess.run([*at, "team", "add", "bench"], env=env, check=True, capture_output=True)
-        key = subprocess.run([*at, "key", "create", "--team", "bench"], env=env, check=True, capture_output=True,
-                             text=True).stdout.split()[0]
-        gw = subprocess.Popen([*at, "serve", "--port", str(gp), "--log-level", "warning"], env=env,
-                              stdout=subprocess.DEVNULL)
+        key = subprocess.run(
+            [*at, "key", "create", "--team", "bench"], env=env, check=True, capture_output=True, text=True
+        ).stdout.split()[0]
+        gw = subprocess.Popen(
+            [*at, "serve", "--port", str(gp), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL
+        )
         procs.append(gw)
         wait_http(f"http://127.0.0.1:{mp}/")
         wait_http(f"http://127.0.0.1:{gp}/healthz")
         print(f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}")
-        print(f"mock-llm ttft {args.ttft_ms} ms, {args.chunk_ms} ms per chunk; "
-              f"{args.requests} requests at concurrency {args.concurrency}\n")
+        print(
+            f"mock-llm ttft {args.ttft_ms} ms, {args.chunk_ms} ms per chunk; "
+            f"{args.requests} requests at concurrency {args.concurrency}\n"
+        )
         hdr = f"{'mode':28} {'ttft p50':>9} {'p99':>8} {'total p50':>10} {'p99':>8} {'req/s':>8} {'errors':>6}"
         for provider in ("anthropic", "openai"):
             for stream in (True, False):
                 asyncio.run(drive(f"http://127.0.0.1:{mp}", key, 4, 50, stream, provider))  # warm up
                 asyncio.run(drive(f"http://127.0.0.1:{gp}", key, 4, 50, stream, provider))
-                direct = asyncio.run(drive(f"http://127.0.0.1:{mp}", key, args.concurrency, args.requests,
-                                           stream, provider))
+                direct = asyncio.run(
+                    drive(f"http://127.0.0.1:{mp}", key, args.concurrency, args.requests, stream, provider)
+                )
                 cpu0 = cpu_s(gw.pid)
-                via = asyncio.run(drive(f"http://127.0.0.1:{gp}", key, args.concurrency, args.requests, stream,
-                                        provider))
+                via = asyncio.run(
+                    drive(f"http://127.0.0.1:{gp}", key, args.concurrency, args.requests, stream, provider)
+                )
                 gw_cpu_ms = (cpu_s(gw.pid) - cpu0) / max(len(via.total), 1) * 1000
                 print(hdr)
                 for name, s in (("direct", direct), ("gateway", via)):
-                    print(f"{provider + (' stream ' if stream else ' plain ') + name:28} "
-                          f"{pct(s.ttft, 50):9.2f} {pct(s.ttft, 99):8.2f} {pct(s.total, 50):10.2f} "
-                          f"{pct(s.total, 99):8.2f} {len(s.total) / s.wall:8.0f} {s.errors:6d}")
-                print(f"{'added by the gateway':28} {pct(via.ttft, 50) - pct(direct.ttft, 50):9.2f} "
-                      f"{pct(via.ttft, 99) - pct(direct.ttft, 99):8.2f} "
-                      f"{pct(via.total, 50) - pct(direct.total, 50):10.2f} "
-                      f"{pct(via.total, 99) - pct(direct.total, 99):8.2f} "
-                      f"{(len(via.total) / via.wall) / (len(direct.total) / direct.wall):7.2f}x")
+                    print(
+                        f"{provider + (' stream ' if stream else ' plain ') + name:28} "
+                        f"{pct(s.ttft, 50):9.2f} {pct(s.ttft, 99):8.2f} {pct(s.total, 50):10.2f} "
+                        f"{pct(s.total, 99):8.2f} {len(s.total) / s.wall:8.0f} {s.errors:6d}"
+                    )
+                print(
+                    f"{'added by the gateway':28} {pct(via.ttft, 50) - pct(direct.ttft, 50):9.2f} "
+                    f"{pct(via.ttft, 99) - pct(direct.ttft, 99):8.2f} "
+                    f"{pct(via.total, 50) - pct(direct.total, 50):10.2f} "
+                    f"{pct(via.total, 99) - pct(direct.total, 99):8.2f} "
+                    f"{(len(via.total) / via.wall) / (len(direct.total) / direct.wall):7.2f}x"
+                )
                 print(f"{'gateway CPU per call (ms)':28} {gw_cpu_ms:9.3f}\n")
         if args.memory_calls:
             httpx.post(f"http://127.0.0.1:{mp}/_mock/config", json={"ttft_ms": 0, "chunk_ms": 0})
@@ -184,8 +206,11 @@ def main() -> None:
             for done in range(0, args.memory_calls, step):
                 asyncio.run(drive(f"http://127.0.0.1:{gp}", key, args.concurrency, step, done % 2 == 0, "anthropic"))
                 marks.append(rss_kb(gw.pid))
-            print(f"gateway RSS: {before / 1024:.1f} MB before, after each {step} calls: "
-                  + ", ".join(f"{m / 1024:.1f}" for m in marks) + " MB")
+            print(
+                f"gateway RSS: {before / 1024:.1f} MB before, after each {step} calls: "
+                + ", ".join(f"{m / 1024:.1f}" for m in marks)
+                + " MB"
+            )
         print("median ratio of means is not used: percentiles above are per request, same run, same machine")
     finally:
         for p in procs:
