@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
         """Create or change a budget. Calls are refused once spend reaches the limit (spent >= limit)."""
-        chosen = [
+        chosen: list[tuple[str, str | None]] = [
             (s, v)
             for s, v in (("team", team), ("project", project), ("engineer", engineer), ("key", key))
             if v is not None
