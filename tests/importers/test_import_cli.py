@@ -261,3 +261,20 @@ def test_usage_only_first_then_the_dialogue(tmp_path: Path) -> None:
     assert full["files_read"] == 2 and full["events"] > 0
     assert q(engine, "SELECT calls, prompts FROM sessions") == [{"calls": 3, "prompts": 2}]
     assert q(engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 3
+
+
+def test_progress_bar_in_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import agenttrail.cli.import_ as cli
+
+    claude_history(tmp_path / "projects", sessions=2)
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "err_console", Console(file=out, force_terminal=True, width=160))
+    settings = load_settings(db=f"sqlite:///{tmp_path / 'a.db'}", env={"AGENTTRAIL_HOME": str(tmp_path / "h")})
+    totals = cli.run_import("claude-code", str(tmp_path / "projects"), settings=settings, env={})
+    assert totals.calls == 6
+    shown = out.getvalue()
+    assert "claude-code" in shown and "2 sessions · 6 calls · 0 unreadable" in shown and "kB" in shown

@@ -244,14 +244,20 @@ def run_import(
     try:
         with progress:
             task = progress.add_task(f"{agent}", total=total_bytes, note="")
+            # Running counts for the bar; the totals are counted as batches are stored.
+            sessions: set[tuple[str, str]] = set()
+            calls = unreadable = 0
             for f, batch in iterate(path, state=state, env=env, with_events=not usage_only):
+                sessions.update((x.agent, x.agent_session_id) for x in batch.sessions)
+                calls += len(batch.calls)
+                unreadable += len(batch.errors)
                 acc.extend(batch)
                 if len(acc.events) + len(acc.calls) >= FLUSH_EVENTS:
                     flush()
                 progress.update(
                     task,
                     advance=_size(f),
-                    note=f"{len(totals.sessions)} sessions · {totals.calls} calls · {len(totals.errors)} unreadable",
+                    note=f"{len(sessions)} sessions · {calls} calls · {unreadable} unreadable",
                 )
             flush()
     except BaseException:
