@@ -78,7 +78,8 @@ def test_openai_chat_hides_the_usage_chunk_it_asked_for(gw) -> None:
 
 def test_openai_responses_embeddings_models(gw) -> None:
     o = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0)
-    assert o.responses.create(model="gpt-4o", input="hi").output_text == DEFAULT_TEXT
+    plain = o.responses.create(model="gpt-4o", input="hi")
+    assert plain.output_text == DEFAULT_TEXT
     stream = o.responses.create(model="gpt-4o", input="hi", stream=True)
     done = [ev for ev in stream if ev.type == "response.completed"]
     assert done and done[0].response.usage.input_tokens == 1500
@@ -89,6 +90,10 @@ def test_openai_responses_embeddings_models(gw) -> None:
     assert sorted(r["endpoint"] for r in rows) == ["embeddings", "responses", "responses"]
     for row in (r for r in rows if r["endpoint"] == "responses"):
         assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (500, 1000, 300)
+    # The response id is the call's request id: the key Codex rollouts carry, to join them to these rows.
+    assert sorted(r["request_id"] for r in rows if r["endpoint"] == "responses") == sorted(
+        [plain.id, done[0].response.id]
+    )
     emb_row = next(r for r in rows if r["endpoint"] == "embeddings")
     assert emb_row["input_tokens"] == emb.usage.prompt_tokens and emb_row["input_tokens"] > 0
 

@@ -114,6 +114,7 @@ async def _whole(spec: ProviderSpec, call: Call, upstream: UpstreamResponse, fin
             parsed = None
     if upstream.status < 400:
         usage, model = spec.read_body(call.endpoint, parsed)
+        call.request_id = spec.body_request_id(call.endpoint, parsed) or call.request_id
         if usage is not None:
             call.usage = usage
         call.model = model or call.model
@@ -186,5 +187,6 @@ async def _stream(
             call.error = call.error or observer.error
         call.usage = observer.usage
         call.model = observer.model or call.model
+        call.request_id = observer.response_id or call.request_id
         upstream.close()
         finish(call)

@@ -12,7 +12,7 @@ from agenttrail.usage import Usage
 
 
 class AnthropicObserver:
-    __slots__ = ("_raw_usage", "complete", "error", "garbled", "model", "usage")
+    __slots__ = ("_raw_usage", "complete", "error", "garbled", "model", "response_id", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
@@ -21,6 +21,7 @@ class AnthropicObserver:
         self.complete = False
         self.error: str | None = None
         self.garbled = False
+        self.response_id: str | None = None
 
     def on_event(self, ev: SSEEvent) -> bool:
         name = ev.event
@@ -80,6 +81,9 @@ class AnthropicSpec:
 
     def request_id(self, headers: Any) -> str | None:
         return headers.get("request-id") or headers.get("x-request-id")
+
+    def body_request_id(self, endpoint: Endpoint, body: Any) -> str | None:
+        return None  # the request-id header is what Claude Code's transcripts record
 
 
 def _str(v: Any) -> str | None:

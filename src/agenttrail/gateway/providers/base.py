@@ -27,6 +27,7 @@ class StreamObserver(Protocol):
     complete: bool
     error: str | None  # the upstream reported an error in-stream, or the stream was unreadable
     garbled: bool
+    response_id: str | None  # an id the body carries that identifies the call, where the provider has one
 
     def on_event(self, ev: SSEEvent) -> bool:
         """Return False to hide the event from the client."""
@@ -56,6 +57,8 @@ class ProviderSpec(Protocol):
     def observer(self, endpoint: Endpoint, prepared: Prepared) -> StreamObserver: ...
 
     def request_id(self, headers: Any) -> str | None: ...
+
+    def body_request_id(self, endpoint: Endpoint, body: Any) -> str | None: ...
 
 
 def join_url(base_url: str, suffix: str, query: str) -> str:

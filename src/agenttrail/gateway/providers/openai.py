@@ -16,10 +16,11 @@ from agenttrail.usage import Usage
 
 
 class ChatObserver:
-    __slots__ = ("client_wants_usage", "complete", "error", "garbled", "model", "usage")
+    __slots__ = ("client_wants_usage", "complete", "error", "garbled", "model", "response_id", "usage")
 
     def __init__(self, client_wants_usage: bool) -> None:
         self.client_wants_usage = client_wants_usage
+        self.response_id: str | None = None
         self.usage = Usage()
         self.model: str | None = None
         self.complete = False
@@ -53,11 +54,13 @@ class ChatObserver:
 
 
 class ResponsesObserver:
-    __slots__ = ("complete", "error", "garbled", "model", "usage")
+    __slots__ = ("complete", "error", "garbled", "model", "response_id", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
         self.model: str | None = None
+        # The Responses id (resp_…) is what Codex writes in its rollouts: the join key for its calls.
+        self.response_id: str | None = None
         self.complete = False
         self.error: str | None = None
         self.garbled = False
@@ -75,6 +78,8 @@ class ResponsesObserver:
         kind = obj.get("type", name)
         if kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
             resp = obj.get("response") or {}
+            if isinstance(resp.get("id"), str):
+                self.response_id = resp["id"]
             if isinstance(resp.get("model"), str):
                 self.model = resp["model"]
             if isinstance(resp.get("usage"), dict):
@@ -134,6 +139,12 @@ class OpenAISpec:
 
     def request_id(self, headers: Any) -> str | None:
         return headers.get("x-request-id") or headers.get("request-id")
+
+    def body_request_id(self, endpoint: Endpoint, body: Any) -> str | None:
+        """For Responses, the response id identifies the call (Codex rollouts record it)."""
+        if endpoint.name == "responses" and isinstance(body, dict) and isinstance(body.get("id"), str):
+            return str(body["id"])
+        return None
 
 
 OPENAI = OpenAISpec()
