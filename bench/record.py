@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +65,13 @@ def _insert(engine: Engine, table: Any, rows: list[dict[str, Any]], chunk: int =
         if conn.dialect.name == "postgresql":
             # RETURNING makes SQLAlchemy send multi-row INSERTs, so each statement trigger sees a batch
             # (as under ingest, which returns the inserted ids); without it each row is a statement.
-            stmt = pg_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+            returning = pg_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
             for i in range(0, len(rows), chunk):
-                conn.execute(stmt, rows[i : i + chunk]).all()
+                conn.execute(returning, rows[i : i + chunk]).all()
         else:
-            stmt = sqlite_insert(table).on_conflict_do_nothing()
+            plain = sqlite_insert(table).on_conflict_do_nothing()
             for i in range(0, len(rows), chunk):
-                conn.execute(stmt, rows[i : i + chunk])
+                conn.execute(plain, rows[i : i + chunk])
 
 
 def bulk_load(engine: Engine, batch: Sequence[Event]) -> None:
@@ -169,6 +170,31 @@ def _drop(url: str) -> None:
         schema = url.rsplit("%3D", 1)[1]
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _vacuum(engine: Engine) -> None:
+    """What autovacuum (PostgreSQL) or a checkpoint (SQLite) would have done on a live store by then:
+    the roll-ups' dead row versions marked reusable and statistics fresh; the WAL folded in."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def table_sizes(engine: Engine) -> dict[str, Any]:
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND relkind = 'r' "
+                "AND relname IN ('session_rollup', 'event', 'llm_call', 'call_daily', 'call_monthly')"
+            )
+        ).all()
+    return {name: f"{size / 2**20:.0f} MB" for name, size in rows}
 
 
 def timed(fn: Callable[[], Any], runs: int = 3) -> tuple[float, Any]:
@@ -301,7 +327,7 @@ def measure_queries(engine: Engine) -> dict[str, Any]:
     ):
         label = name + (f" --by {opts['by']}" if "by" in opts else "")
         for period, f in (("all", Filters()), ("30d", last30)):
-            s, _ = timed(lambda n=name, o=opts, fl=f: run_report(engine, n, fl, o))
+            s, _ = timed(partial(run_report, engine, name, f, opts))
             reports[f"{label} [{period}]"] = round(s, 3)
     out["reports_s"] = reports
     return out
@@ -321,13 +347,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.measure:
         engine = open_engine(args.measure)
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+        _vacuum(engine)
         with engine.connect() as conn:
             n = conn.execute(text("SELECT COUNT(*) FROM sessions")).scalar()
             events = conn.execute(text("SELECT COUNT(*) FROM events")).scalar()
-        print(json.dumps({"sessions": n, "events": events, "queries": measure_queries(engine)}, indent=2))
+        out = {"sessions": n, "events": events, "sizes": table_sizes(engine), "queries": measure_queries(engine)}
+        print(json.dumps(out, indent=2))
         return
     tmp = Path(tempfile.mkdtemp(prefix="agenttrail-bench-record-"))
     result: dict[str, Any] = {"db": args.db, "engineers": args.engineers, "days": args.days, "loader": args.loader}
@@ -341,9 +366,8 @@ def main() -> None:
         print(f"loading {args.engineers} engineers x {args.days} days ({args.loader}) …", file=sys.stderr, flush=True)
         result["load"] = load_large(engine, args.engineers, args.days, args.loader)
         print(json.dumps(result["load"]), file=sys.stderr, flush=True)
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+        _vacuum(engine)
+        result["sizes"] = table_sizes(engine)
         result["queries"] = measure_queries(engine)
     finally:
         if args.keep:

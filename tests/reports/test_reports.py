@@ -196,6 +196,9 @@ def test_outliers_flag_the_expensive_session(org: Org) -> None:
     assert r["repo_median_usd_per_line"] == approx(math.exp(statistics.median(xs)))
     # FIND has 3 sessions: too few to score.
     assert {b["repo"] for b in records(org, "outliers", "repos")} == {PAY}
+    # The same under team and repo filters (the second pass qualifies its columns).
+    scoped = records(org, "outliers", "sessions", Filters(team="payments", repo=PAY))
+    assert [r["session_id"] for r in scoped] == ["p6"]
 
 
 def test_models(org: Org) -> None:

@@ -105,6 +105,7 @@ class Report:
         }
 
 
+REPORT_WORK_MEM = "256MB"
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -125,6 +126,11 @@ def fetch(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> tup
             params = {k: _sqlite_time(v) for k, v in params.items()}
         cur = dbapi.cursor()
         try:
+            if conn.dialect.name == "postgresql":
+                # For this transaction only: room to sort and hash a million rows in memory (the 4 MB
+                # default spills them to disk), and no JIT, whose compile time these plain scans never win back.
+                cur.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+                cur.execute("SET LOCAL jit = off")
             cur.execute(sql, params)
             cols = [d[0] for d in cur.description or ()]
             rows = cur.fetchall()

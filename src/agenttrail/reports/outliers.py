@@ -68,14 +68,15 @@ def outliers(
     flagged: list[tuple[Any, ...]] = []
     pair_flags: list[tuple[Any, ...]] = []
     repo_rows: list[tuple[Any, ...]] = []
+    rules: dict[str, tuple[float, Callable[[float], float | None], float]] = {}  # repo -> median, z rule, bound
     for repo, xs in by_repo.items():
         if len(xs) >= min_sessions:
             zs, m, spread = robust_z(xs)
             assert m is not None
             repo_rows.append((repo, len(xs), math.exp(m), spread))
-            top = max((z for z in zs if z is not None), default=None)
-            if top is not None and top > threshold:
-                flagged += _flagged_sessions(engine, where, params, repo, m, xs, threshold)
+            hits = [x for x, z in zip(xs, zs, strict=True) if z is not None and z > threshold]
+            if hits:
+                rules[repo] = (m, _z_rule(xs, m), min(hits))
         eng_sums = pairs[repo]
         if len(eng_sums) >= min_pairs:
             names = list(eng_sums)
@@ -99,6 +100,7 @@ def outliers(
                         )
                     )
 
+    flagged = _flagged_sessions(engine, f, rules, threshold)
     flagged.sort(key=lambda r: -r[-1])
     pair_flags.sort(key=lambda r: -r[-1])
     repo_rows.sort(key=lambda r: -r[1])
@@ -128,21 +130,33 @@ def outliers(
 
 
 def _flagged_sessions(
-    engine: Engine, where: str, params: dict[str, Any], repo: str, m: float, xs: list[float], threshold: float
+    engine: Engine,
+    f: Filters,
+    rules: dict[str, tuple[float, Callable[[float], float | None], float]],
+    threshold: float,
 ) -> list[tuple[Any, ...]]:
-    """Pass 2: the repo's sessions above the threshold, with their ids, fetched by a cost bound."""
-    z_of = _z_rule(xs, m)
-    # The smallest flagged x, as a bound on cost / (lines + 1); a hair lower so rounding loses none.
-    bound = min(x for x in xs if (z := z_of(x)) is not None and z > threshold)
-    repo_sql = "repo IS NULL" if repo == NO_REPO else "repo = :o_repo"
+    """Pass 2, one query: the sessions of the repos with outliers whose cost per line passes that repo's
+    bound (its smallest flagged x, a hair lower so rounding loses none), then scored exactly here."""
+    if not rules:
+        return []
+    where, params = f.where(time_col="s.started_at", team_id_col="s.team_id", repo_col="s.repo")
+    values: list[str] = []
+    bounds: dict[str, Any] = {}
+    for i, (repo, (_m, _rule, bound)) in enumerate(rules.items()):
+        values.append(f"(CAST(:o_r{i} AS TEXT), CAST(:o_b{i} AS DOUBLE PRECISION))")
+        bounds[f"o_r{i}"] = None if repo == NO_REPO else repo
+        bounds[f"o_b{i}"] = math.exp(bound) * (1 - 1e-9)
     _, rows = fetch(
         engine,
-        f"SELECT session_id, engineer, repo, cost_usd, lines_changed FROM sessions WHERE {where} AND {repo_sql} "
-        "AND cost_usd >= :o_bound * (lines_changed + 1)",
-        {**params, "o_repo": repo, "o_bound": math.exp(bound) * (1 - 1e-9)},
+        f"WITH bound(repo, k) AS (VALUES {', '.join(values)}) "
+        "SELECT s.session_id, s.engineer, s.repo, s.cost_usd, s.lines_changed FROM sessions s "
+        "JOIN bound b ON b.repo = s.repo OR (b.repo IS NULL AND s.repo IS NULL) "
+        f"WHERE {where} AND s.cost_usd > 0 AND s.cost_usd >= b.k * (s.lines_changed + 1)",
+        {**params, **bounds},
     )
     out = []
     for sid, eng, r, cost, lines in rows:
+        m, z_of, _ = rules[r if r is not None else NO_REPO]
         cost, lines = float(cost), int(lines or 0)
         x = math.log(usd_per_line(cost, lines))
         z = z_of(x)
