@@ -180,3 +180,27 @@ def test_other_processes_are_invisible(bwrap: str, fake_home: Path) -> None:
         fake_home,
     )
     assert done.stdout.strip() == "hidden"
+
+
+def test_a_command_installed_under_tmp_stays_runnable(bwrap: str, tmp_path: Path) -> None:
+    """A CI checkout or venv under /tmp must not vanish behind the private /tmp."""
+    tool_dir = Path(tempfile.mkdtemp(prefix="at-tool-", dir="/tmp"))
+    try:
+        tool = tool_dir / "bin" / "hello"
+        tool.parent.mkdir()
+        tool.write_text("#!/bin/sh\necho hello from $0\n")
+        tool.chmod(0o755)
+        project = tmp_path / "proj"
+        project.mkdir()
+        cfg = SandboxConfig(project_dir=str(project), home=str(tmp_path))
+        argv = build_argv(cfg, [str(tool)], bwrap=bwrap)
+        i = argv.index(str(tool_dir))
+        assert argv[i - 1 : i + 2] == ["--ro-bind", str(tool_dir), str(tool_dir)]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and "hello from" in p.stdout, p.stderr
+        # Read-only: the agent cannot change the tool it was started with.
+        write = [*argv[: argv.index("--") + 1], "sh", "-c", f"echo x > {tool_dir}/x"]
+        assert subprocess.run(write, capture_output=True, text=True, timeout=30).returncode != 0
+        assert not (tool_dir / "x").exists()
+    finally:
+        shutil.rmtree(tool_dir)

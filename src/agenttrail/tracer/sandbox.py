@@ -69,6 +69,23 @@ def _abs(home: str, p: str) -> str:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(home, p))
 
 
+def _tmp_roots_of(command: Sequence[str]) -> list[str]:
+    """`/tmp/<first component>` of the command's executable, as found and as resolved, if under /tmp."""
+    if not command:
+        return []
+    found = shutil.which(command[0]) if os.sep not in command[0] else os.path.abspath(command[0])
+    roots: list[str] = []
+    for path in (found, os.path.realpath(found) if found else None):
+        if not path:
+            continue
+        parts = os.path.normpath(path).split(os.sep)
+        if len(parts) > 3 and parts[1] == "tmp":
+            top = os.sep.join(parts[:3])
+            if top not in roots:
+                roots.append(top)
+    return roots
+
+
 def build_argv(config: SandboxConfig, command: Sequence[str], *, bwrap: str = "bwrap") -> list[str]:
     """The bwrap command line that runs `command` in the sandbox. Reads the filesystem only to
     decide, for each hidden path that exists, whether it is a directory or a file."""
@@ -79,6 +96,10 @@ def build_argv(config: SandboxConfig, command: Sequence[str], *, bwrap: str = "b
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     if config.private_tmp:
         argv += ["--tmpfs", "/tmp"]
+        # The private /tmp would hide a command installed under /tmp (a CI checkout, a venv, npx's
+        # cache): give back, read-only, the top folder under /tmp its executable lives in.
+        for top in _tmp_roots_of(command):
+            argv += ["--ro-bind", top, top]
     for path in (project, *(os.path.abspath(p) for p in config.allow_write)):
         argv += ["--bind", path, path]
     for rel in (*config.hidden, *config.extra_hidden):
