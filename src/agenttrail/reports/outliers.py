@@ -11,6 +11,7 @@ left out (there is no spend to explain); repos with fewer than `min_sessions` se
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Callable
 from itertools import groupby
 from operator import itemgetter
@@ -41,29 +42,30 @@ def outliers(
 ) -> Report:
     where, params = f.where(time_col="started_at", team_id_col="team_id")
     where += " AND cost_usd > 0"
-    # Pass 1, in the (repo, engineer) index's order: each repo's baseline and its engineers' totals.
-    _, rows = fetch(engine, f"SELECT repo, engineer, cost_usd, lines_changed FROM sessions WHERE {where}", params)
-    # Rows come in (repo, engineer) order from the covering index; group without per-row dict lookups.
+    # Pass 1: x for every session, computed by the database where it can (a million log() calls and
+    # tuples cost more in Python than the scan), grouped by repo in the covering index's order.
+    ln_in_sql = _sql_has_ln(engine)
+    x_sql = "ln(cost_usd / (lines_changed + 1))" if ln_in_sql else "cost_usd / (lines_changed + 1)"
+    _, rows = fetch(engine, f"SELECT repo, {x_sql} FROM sessions WHERE {where}", params)
     by_repo: dict[str, list[float]] = {}
-    pairs: dict[str, dict[str, list[float]]] = {}
-    log = math.log
     for repo, in_repo in groupby(rows, key=itemgetter(0)):
-        key = repo if repo is not None else NO_REPO
-        xs = by_repo.setdefault(key, [])
-        eng_sums = pairs.setdefault(key, {})
-        for eng, in_eng in groupby(in_repo, key=itemgetter(1)):
-            n, total, total_lines = 0, 0.0, 0
-            for _, _, cost, lines in in_eng:
-                lines = int(lines or 0)
-                xs.append(log(cost / (lines + 1)))
-                n += 1
-                total += cost
-                total_lines += lines
-            acc = eng_sums.setdefault(eng or "(unknown)", [0, 0.0, 0])
-            acc[0] += n
-            acc[1] += total
-            acc[2] += total_lines
+        by_repo.setdefault(repo if repo is not None else NO_REPO, []).extend(map(itemgetter(1), in_repo))
     del rows
+    if not ln_in_sql:
+        by_repo = {r: [math.log(v) for v in xs] for r, xs in by_repo.items()}
+    _, pair_rows = fetch(
+        engine,
+        "SELECT repo, engineer, COUNT(*), SUM(cost_usd), SUM(lines_changed) "
+        f"FROM sessions WHERE {where} GROUP BY repo, engineer",
+        params,
+    )
+    pairs: dict[str, dict[str, list[float]]] = {}
+    for repo, eng, n, total, total_lines in pair_rows:
+        pairs.setdefault(repo if repo is not None else NO_REPO, {})[eng or "(unknown)"] = [
+            int(n),
+            float(total),
+            int(total_lines or 0),
+        ]
 
     flagged: list[tuple[Any, ...]] = []
     pair_flags: list[tuple[Any, ...]] = []
@@ -77,7 +79,7 @@ def outliers(
             hits = [x for x, z in zip(xs, zs, strict=True) if z is not None and z > threshold]
             if hits:
                 rules[repo] = (m, _z_rule(xs, m), min(hits))
-        eng_sums = pairs[repo]
+        eng_sums = pairs.get(repo, {})
         if len(eng_sums) >= min_pairs:
             names = list(eng_sums)
             pxs = [math.log(usd_per_line(eng_sums[e][1], int(eng_sums[e][2]))) for e in names]
@@ -165,6 +167,21 @@ def _flagged_sessions(
                 (sid, eng or "(unknown)", r, cost, lines, usd_per_line(cost, lines), math.exp(m), math.exp(x - m), z)
             )
     return out
+
+
+_LN: dict[str, bool] = {}
+
+
+def _sql_has_ln(engine: Engine) -> bool:
+    """SQLite has ln() only when built with its math functions (Python's bundled 3.40 is)."""
+    key = str(engine.url)
+    if key not in _LN:
+        try:
+            fetch(engine, "SELECT ln(1.0)")
+            _LN[key] = True
+        except sqlite3.Error:  # no such function: ln
+            _LN[key] = False
+    return _LN[key]
 
 
 def _z_rule(xs: list[float], m: float) -> Callable[[float], float | None]:

@@ -348,6 +348,7 @@ session_rollup = Table(
     Column("status", String(40)),
     Column("source", String(20)),
     Column("cwd", Text),
+    Column("duration_s", Float),  # written with the session's times (migration 0006), not computed per read
     Column("files_created", Integer, nullable=False, server_default="0"),
     Column("files_modified", Integer, nullable=False, server_default="0"),
     Column("files_deleted", Integer, nullable=False, server_default="0"),

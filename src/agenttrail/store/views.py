@@ -29,12 +29,6 @@ VIEW_NAMES = (
 CONTENT_VIEWS = frozenset({"events", "file_changes", "commits"})
 
 
-def _duration_s(dialect: str, start: str, end: str) -> str:
-    if dialect == "postgresql":
-        return f"EXTRACT(EPOCH FROM ({end} - {start}))"
-    return f"((julianday({end}) - julianday({start})) * 86400.0)"
-
-
 def _day(dialect: str, col: str) -> str:
     return f"CAST(CAST({col} AS date) AS text)" if dialect == "postgresql" else f"date({col})"
 
@@ -109,8 +103,7 @@ LEFT JOIN virtual_key k ON k.id = c.key_id""",
 SELECT r.session_id, r.engineer, {_name("team", "r.team_id")} AS team, {_name("project", "r.project_id")} AS project,
        r.repo, r.branch, r.agent, r.agent_version, r.agent_session_id, r.model, {_models(dialect)} AS models,
        r.started_at, r.ended_at, r.week, {_day(dialect, "r.started_at")} AS day,
-       {_duration_s(dialect, "r.started_at", "r.ended_at")} AS duration_s,
-       r.head_before, r.head_after, r.exit_code, r.status, r.source, r.cwd,
+       r.duration_s, r.head_before, r.head_after, r.exit_code, r.status, r.source, r.cwd,
        r.files_created, r.files_modified, r.files_deleted, r.files_renamed, r.files_changed,
        r.lines_added, r.lines_removed, r.lines_added + r.lines_removed AS lines_changed,
        r.commands, r.packages, r.connections, r.prompts, r.tool_calls,
