@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, share
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share
 
 
 def adoption(engine: Engine, f: Filters) -> Report:
-    where, params = f.where(time_col="started_at", team_id_col="team_id")
+    where, params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
     roster_where, roster_params = ("team = :team", {"team": f.team}) if f.team else ("1=1", {})
     _, roster_rows = fetch(engine, f"SELECT COUNT(*) FROM engineers WHERE {roster_where}", roster_params)
     roster = int(roster_rows[0][0])

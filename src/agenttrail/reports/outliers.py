@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col
 from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, mad, robust_z
 
 MIN_SESSIONS = 5
@@ -40,7 +40,7 @@ def outliers(
     min_pairs: int = MIN_PAIRS,
     limit: int = 200,
 ) -> Report:
-    where, params = f.where(time_col="started_at", team_id_col="team_id")
+    where, params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
     where += " AND cost_usd > 0"
     # Pass 1: x for every session, computed by the database where it can (a million log() calls and
     # tuples cost more in Python than the scan), grouped by repo in the covering index's order.

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, share, team_names
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share, team_names
 from agenttrail.reports.spend import _no_session
 from agenttrail.reports.stats import quantile_sorted
 
@@ -91,7 +91,7 @@ WHERE {pr_where} GROUP BY ps.pr_id, ps.repo, s.team_id""",
         [(merged_prs, len(all_costs), sum(all_costs), *_stats(all_costs))],
     )
 
-    s_where, s_params = f.where(time_col="started_at")
+    s_where, s_params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
     _, split = fetch(engine, f"SELECT merged, SUM(cost_usd) FROM sessions WHERE {s_where} GROUP BY merged", s_params)
     by_merged = {int(m): float(c or 0) for m, c in split}
     buckets: list[tuple[str, float]] = [

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, share
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share
 
 CALL_DIMS = ("team", "project", "engineer", "model", "provider")
 TIME_DIMS = ("day", "week", "month")
@@ -151,7 +151,7 @@ def _no_session(engine: Engine, f: Filters) -> list[float]:
 
 def _from_sessions(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
     col = {"session": "session_id", "day": "day", "week": "day", "month": "day"}.get(by, by)
-    where, params = f.where(time_col="started_at")
+    where, params = f.where(time_col=scan_col(engine, "started_at"))
     return fetch(engine, f"SELECT {col}, {_SESSION_SUMS} FROM sessions WHERE {where} GROUP BY {col}", params)[1]
 
 
