@@ -176,6 +176,20 @@ def test_big_file_in_plain_dir_is_known_changed_but_not_diffed(tmp_path: Path) -
     assert (change.change, change.diff, change.diff_truncated) == ("modified", "", True)
 
 
+def test_private_copies_stop_at_the_budget_and_the_rest_is_still_compared(tmp_path: Path) -> None:
+    for name in ("a.txt", "b.txt", "c.txt"):  # walked in name order: a and b fit in 20 bytes, c does not
+        (tmp_path / name).write_text(f"{name} v1\n")
+    with take_snapshot(tmp_path, SnapshotConfig(max_kept_bytes=20)) as snap:
+        kept = sum(f.stat().st_size for f in snap._tmp.rglob("*") if f.is_file())
+        for name in ("a.txt", "c.txt"):
+            (tmp_path / name).write_text(f"{name} v2\n")
+        changes = {c.path: c for c in snap.changes()}
+    assert kept <= 20
+    assert set(changes) == {"a.txt", "c.txt"}
+    assert changes["a.txt"].diff_truncated is False and changes["a.txt"].lines_added == 1
+    assert (changes["c.txt"].change, changes["c.txt"].diff, changes["c.txt"].diff_truncated) == ("modified", "", True)
+
+
 def test_close_removes_private_state(tmp_path: Path) -> None:
     snap = WorkspaceSnapshot.take(tmp_path)
     private = snap._tmp

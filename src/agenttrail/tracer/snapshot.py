@@ -42,6 +42,9 @@ _BINARY_PROBE = 8000  # git's own heuristic: a NUL byte in the first 8000 bytes 
 class SnapshotConfig:
     max_diff_bytes: int = 64 * 1024  # per file; longer diffs are cut at a line end, diff_truncated set
     max_file_bytes: int = 8 * 1024 * 1024  # plain dirs: larger files are compared by hash, not diffed
+    # Plain dirs: private copies stop here (a home directory or a data folder can hold far more); the
+    # files after it are compared by hash, reported changed with diff_truncated, as the large ones are.
+    max_kept_bytes: int = 512 * 1024 * 1024
     skip_dirs: tuple[str, ...] = DEFAULT_SKIP_DIRS  # plain dirs only; in a repo .gitignore decides
     use_git: bool = True
     trust_stat: bool = True  # plain dirs: same size, mtime and inode means unchanged (as git does)
@@ -275,6 +278,7 @@ class _FileSnapshot(WorkspaceSnapshot):
         self._blobs = self._tmp / "blobs"
         self._blobs.mkdir()
         self._entries: dict[str, _Entry] = {}
+        self._kept_bytes = 0
 
     def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
         skip = set(self.config.skip_dirs)
@@ -316,7 +320,11 @@ class _FileSnapshot(WorkspaceSnapshot):
             digest = self._digest(rel, st, data)
             blob = self._blobs / digest
             if data is not None and not blob.exists():
-                blob.write_bytes(data)
+                if self._kept_bytes + len(data) > self.config.max_kept_bytes:
+                    data = None
+                else:
+                    blob.write_bytes(data)
+                    self._kept_bytes += len(data)
             self._entries[rel] = _Entry(st.st_size, st.st_mtime_ns, st.st_ino, digest, data is not None)
 
     def paths(self) -> frozenset[str]:
