@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "sync",
     "seed_demo",
     "tokens",
+    "purge",
 )
 
 # The top-level words each module registers; tests/cli/test_main.py holds this equal to what
@@ -61,6 +62,7 @@ COMMAND_OWNERS = {
     "sync": "sync",
     "seed-demo": "seed_demo",
     "token": "tokens",
+    "purge": "purge",
 }
 
 

@@ -22,6 +22,7 @@ PARTS = (
     "agenttrail.server.query",
     "agenttrail.server.otlp",
     "agenttrail.server.webhooks",
+    "agenttrail.server.retention",
     "agenttrail.server.ui",
 )
 
