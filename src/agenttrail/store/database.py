@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from agenttrail.store.engine import StoreError, make_engine, normalise_url
 from agenttrail.store.migrate import upgrade
@@ -24,9 +24,9 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         if migrate:
             try:
                 upgrade(engine)
-            except OperationalError as e:
+            except DatabaseError as e:  # refused, unknown role, and a file that is not SQLite's
                 engine.dispose()
-                raise StoreError(f"cannot open the database at {_safe(key)}: {e.orig}") from None
+                raise StoreError(f"cannot open the database at {_safe(key)}: {e.orig}{_hint(key, e)}") from None
         _engines[key] = engine
         return engine
 
@@ -37,6 +37,15 @@ def forget_engine(url: str) -> None:
         engine = _engines.pop(normalise_url(url), None)
     if engine is not None:
         engine.dispose()
+
+
+def _hint(url: str, e: DatabaseError) -> str:
+    if url.startswith("sqlite") and "not a database" in str(e.orig):
+        return (
+            ". The file is damaged or is not an agenttrail database: move it aside (a new one is made), "
+            "or name another with --db"
+        )
+    return ""
 
 
 def _safe(url: str) -> str:
