@@ -130,3 +130,19 @@ def test_several_processes_write_and_ack_at_once(tmp_path: Path) -> None:
     assert 0 < sent <= 4 * 20 * 3
     with Outbox(path) as ob:
         assert ob.count() == len(ids) - sent
+
+
+def test_a_damaged_outbox_is_kept_aside_and_a_new_one_takes_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "outbox.db"
+    junk = b"\x13\x37" * 5000
+    path.write_bytes(junk)
+    box = Outbox(path)
+    assert box.put(make_events(3)) == 3 and box.count() == 3
+    assert box.set_aside is not None and box.set_aside.read_bytes() == junk
+    assert box.set_aside.name.startswith("outbox.db.damaged-")
+    err = capsys.readouterr().err
+    assert "could not be read" in err and str(box.set_aside) in err
+    box.close()
+    assert Outbox(path).set_aside is None  # the new one opens cleanly next time

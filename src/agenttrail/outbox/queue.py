@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, timedelta
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -54,6 +55,21 @@ def default_path(env: dict[str, str] | None = None) -> Path:
     return default_home(os.environ if env is None else env) / "outbox.db"
 
 
+def _set_aside(path: Path, error: sqlite3.DatabaseError) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        with suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{target}{suffix}")
+    path.touch(mode=0o600)
+    print(
+        f"agenttrail: the outbox {path} could not be read ({error}); it was kept as {target} "
+        "and a new one started. Events still in it were not sent.",
+        file=sys.stderr,
+    )
+    return target
+
+
 class Outbox:
     """`put` events, read them back `pending` oldest first, `ack` what the server acknowledged."""
 
@@ -76,13 +92,31 @@ class Outbox:
         self._lock = threading.Lock()
         # isolation_level=None: no implicit transactions; each write says BEGIN IMMEDIATE itself, so a
         # writer takes the lock up front instead of failing to upgrade a read lock (SQLITE_BUSY).
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        with self._write() as db:
+        self.set_aside: Path | None = None
+        try:
+            self._db = self._open(busy_timeout_ms, durable)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, read-only, no space: not damage
+                raise
+            # Damaged (a crash on a disk that lied about fsync, or a foreign file): keep it for
+            # recovery and start a new queue, so no agent run is blocked by it.
+            self.set_aside = _set_aside(self.path, e)
+            self._db = self._open(busy_timeout_ms, durable)
+
+    def _open(self, busy_timeout_ms: int, durable: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _now(self) -> str:
         return self._clock.now().astimezone(UTC).isoformat()  # one zone, so the strings sort as times
