@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from agenttrail.events import Event
 from agenttrail.store.database import open_engine
@@ -109,21 +109,19 @@ def test_secrets_are_redacted_before_storage(db_url: str) -> None:
     assert "[REDACTED:" in stored and "deploy with" in stored
 
 
-def test_agent_session_id_learnt_at_the_end_is_kept(db_url: str) -> None:
+def _gateway_call(engine: Engine, **values: object) -> None:
     from agenttrail.store.tables import llm_call
 
-    engine = open_engine(db_url)
-    with engine.begin() as conn:  # a gateway call made with the engineer's own key, before the session ends
+    with engine.begin() as conn:
         conn.execute(
-            llm_call.insert().values(
-                call_id="c1",
-                started_at=datetime(2026, 5, 6, 9, 1),
-                provider="anthropic",
-                status="ok",
-                agent_session_id="cc-77",
-                cost_usd=0.5,
-            )
+            llm_call.insert().values(started_at=datetime(2026, 5, 6, 9, 1), provider="anthropic", status="ok", **values)
         )
+
+
+def test_agent_session_id_learnt_at_the_end_is_kept(db_url: str) -> None:
+    engine = open_engine(db_url)
+    # A gateway call made with the engineer's own key, before the session ends.
+    _gateway_call(engine, call_id="c1", agent_session_id="cc-77", cost_usd=0.5)
     evs = _session_events("s10")
     evs[-1] = Event("s10", "session_end", T0 + timedelta(minutes=5), {"exit_code": 0, "agent_session_id": "cc-77"})
     ingest(engine, evs)
@@ -131,3 +129,77 @@ def test_agent_session_id_learnt_at_the_end_is_kept(db_url: str) -> None:
     assert row["agent_session_id"] == "cc-77"
     (s,) = _one(engine, "SELECT calls, cost_usd FROM sessions WHERE session_id = 's10'")
     assert (s["calls"], float(s["cost_usd"])) == (1, 0.5)
+
+
+def _org_events(prefix: str) -> list[Event]:
+    """Three sessions with calls, files and commits; one never ends, one repeats its start."""
+    out: list[Event] = []
+    for i in range(3):
+        sid = f"{prefix}{i}"
+        evs = _session_events(sid)
+        for e in evs:
+            if e.kind == "commit":
+                e.payload["sha"] = f"{prefix}sha{i}"
+        calls = [
+            Event(sid, "llm_call", T0 + timedelta(seconds=10 + k), {"record": _record(f"{prefix}-req-{i}-{k}", k)})
+            for k in range(3)
+        ]
+        out += evs[:-1] + calls + ([evs[-1]] if i != 1 else [])
+    # A second start for session 2, later: its fields overwrite the first one's.
+    out.append(Event(f"{prefix}2", "session_start", T0 + timedelta(seconds=1), {"branch": "fix", "agent": "codex"}))
+    return out
+
+
+def _record(request_id: str, k: int) -> dict[str, object]:
+    model = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-sonnet-4-5")[k]
+    return {
+        "provider": "anthropic",
+        "model": model,
+        "request_id": request_id,
+        "input_tokens": 100 * (k + 1),
+        "output_tokens": 10,
+        "cost_usd": 0.25 * (k + 1),
+        "source": "transcript",
+    }
+
+
+def test_one_batch_stores_what_the_events_one_by_one_store(db_url: str) -> None:
+    engine = open_engine(db_url)
+    ingest(engine, _org_events("Pa"), Attribution(engineer="ana@example.com", team_id=None))
+    for e in sorted(_org_events("Pb"), key=lambda e: (e.kind != "session_start", e.ts)):
+        ingest(engine, [e], Attribution(engineer="ana@example.com"))
+
+    def rows(prefix: str, sql: str) -> list[dict[str, object]]:
+        out = []
+        for r in _one(engine, sql):
+            d = {
+                k: ("?" + v[len(prefix) :] if isinstance(v, str) and v.startswith(prefix) else v) for k, v in r.items()
+            }
+            out.append(d)
+        return sorted(out, key=repr)
+
+    sessions = "SELECT * FROM sessions WHERE session_id LIKE '{p}%'"
+    calls = "SELECT session_id, model, request_id, input_tokens, cost_usd FROM llm_calls WHERE request_id LIKE '{p}-%'"
+    for sql in (sessions, calls, "SELECT * FROM commits WHERE session_id LIKE '{p}%'"):
+        assert rows("Pa", sql.format(p="Pa")) == rows("Pb", sql.format(p="Pb"))
+    (two,) = _one(
+        engine, "SELECT branch, agent, model, calls, cost_usd, ended_at FROM sessions WHERE session_id = 'Pa2'"
+    )
+    assert (two["branch"], two["agent"], two["model"], two["calls"]) == ("fix", "codex", "claude-sonnet-4-5", 3)
+    assert abs(float(two["cost_usd"]) - 1.5) < 1e-9 and two["ended_at"] is not None
+    (one,) = _one(engine, "SELECT ended_at FROM sessions WHERE session_id = 'Pa1'")
+    assert one["ended_at"] is None
+
+
+def test_a_call_the_gateway_recorded_counts_once_however_many_copies_a_batch_brings(db_url: str) -> None:
+    engine = open_engine(db_url)
+    _gateway_call(engine, call_id="gw1", request_id="req-gw", cost_usd=0.5, input_tokens=100)
+    evs = _session_events("s20")
+    evs += [Event("s20", "llm_call", T0, {"record": _record("req-gw", 0)}) for _ in range(2)]
+    evs += [Event("s20", "llm_call", T0, {"record": _record("req-new", 1)}) for _ in range(2)]
+    ingest(engine, evs)
+    got = _one(engine, "SELECT call_id, session_id, request_id FROM llm_calls ORDER BY request_id")
+    assert [(r["session_id"], r["request_id"]) for r in got] == [("s20", "req-gw"), ("s20", "req-new")]
+    assert got[0]["call_id"] == "gw1"
+    (s,) = _one(engine, "SELECT calls, cost_usd FROM sessions WHERE session_id = 's20'")
+    assert (s["calls"], float(s["cost_usd"])) == (2, 1.0)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -110,18 +110,44 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
 
 
 def _materialise(conn: Connection, fresh: list[Event], who: Attribution) -> None:
-    fresh.sort(key=lambda e: (e.kind != ev.SESSION_START, e.ts))
+    """The rows the fresh events imply, a few statements per table for the whole batch.
+
+    One statement per event cost ~1 ms each (SQLAlchemy builds and caches a statement per `.values()`,
+    and on PostgreSQL every statement fires the roll-up triggers once); the result is the same as
+    applying the events one by one in time order, session starts first."""
+    fresh = sorted(fresh, key=lambda e: (e.kind != ev.SESSION_START, e.ts))
+    sessions: list[Event] = []
+    files: list[dict[str, Any]] = []
+    commits: list[dict[str, Any]] = []
+    calls: list[Event] = []
     for e in fresh:
-        if e.kind == ev.SESSION_START:
-            _session_start(conn, e, who)
-        elif e.kind == ev.SESSION_END:
-            _session_end(conn, e, who)
+        if e.kind in (ev.SESSION_START, ev.SESSION_END):
+            sessions.append(e)
         elif e.kind in SNAPSHOT_KINDS and e.payload.get("source") == "snapshot":
-            _file_change(conn, e)
+            files.append(_file_change_row(e))
         elif e.kind == ev.COMMIT:
-            _commit(conn, e)
+            commits.append(_commit_row(e))
         elif e.kind == ev.LLM_CALL and e.payload.get("record"):
-            _llm_call(conn, e, who)
+            calls.append(e)
+    _sessions(conn, sessions, who)
+    _insert_rows(conn, file_change, files)
+    _insert_rows(conn, git_commit, commits, ignore=True)
+    _llm_calls(conn, calls, who)
+    _link_agent_sessions(conn, [e for e in sessions if e.kind == ev.SESSION_END])
+
+
+def _insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]], *, ignore: bool = False) -> None:
+    """Rows (grouped by the columns they name) in multi-row INSERTs.
+
+    On PostgreSQL RETURNING is what makes SQLAlchemy send one INSERT per page of rows rather than one
+    per row, and the statement triggers then see the page at once."""
+    pg = conn.dialect.name == "postgresql"
+    for group in _by_columns(rows):
+        stmt = _insert_ignore(conn, table) if ignore else insert(table)
+        if pg:
+            conn.execute(stmt.returning(*table.primary_key.columns), group).all()
+        else:
+            conn.execute(stmt, group)
 
 
 _SESSION_FIELDS = (
@@ -138,6 +164,7 @@ _SESSION_FIELDS = (
     "source",
     "sandboxed",
 )
+_END_FIELDS = ("exit_code", "status", "head_after", "agent_session_id")
 
 
 def _session_values(e: Event, who: Attribution) -> dict[str, Any]:
@@ -153,66 +180,87 @@ def _session_values(e: Event, who: Attribution) -> dict[str, Any]:
     return values
 
 
-def _ensure_session(conn: Connection, e: Event, who: Attribution) -> bool:
-    """Create the session row if missing; True if it was created here."""
+def _start_values(e: Event, who: Attribution) -> dict[str, Any]:
     started = _naive(e.ts)
-    stmt = (
-        _insert_ignore(conn, agent_session)
-        .values(session_id=e.session_id, started_at=started, week=iso_week(started), **_session_values(e, who))
-        .returning(agent_session.c.session_id)
-    )
-    return conn.execute(stmt).first() is not None
+    return {"started_at": started, "week": iso_week(started), **_session_values(e, who)}
 
 
-def _session_start(conn: Connection, e: Event, who: Attribution) -> None:
-    if _ensure_session(conn, e, who):
-        return
-    # An end (or another event) arrived first and made a placeholder: fill in the start.
-    started = _naive(e.ts)
-    conn.execute(
-        update(agent_session)
-        .where(agent_session.c.session_id == e.session_id)
-        .values(started_at=started, week=iso_week(started), **_session_values(e, who))
-    )
-
-
-def _session_end(conn: Connection, e: Event, who: Attribution) -> None:
+def _end_values(e: Event) -> dict[str, Any]:
     p = e.payload
-    _ensure_session(conn, e, who)
-    values: dict[str, Any] = {"ended_at": _naive(e.ts)}
-    for k in ("exit_code", "status", "head_after", "agent_session_id"):
-        if p.get(k) is not None:
-            values[k] = p[k]
-    conn.execute(update(agent_session).where(agent_session.c.session_id == e.session_id).values(**values))
-    if p.get("agent_session_id"):
-        # The agent's own id is often learnt only at the end (its transcript, a gateway header); its
-        # gateway calls made without a session key are tied to the session by it.
-        conn.execute(
-            update(llm_call)
-            .where(llm_call.c.agent_session_id == p["agent_session_id"])
-            .where(llm_call.c.session_id.is_(None))
-            .values(session_id=e.session_id)
-        )
+    return {"ended_at": _naive(e.ts), **{k: p[k] for k in _END_FIELDS if p.get(k) is not None}}
 
 
-def _file_change(conn: Connection, e: Event) -> None:
+def _sessions(conn: Connection, events: list[Event], who: Attribution) -> None:
+    """Create each session row if missing, fill in its start, then its end.
+
+    Per session, in event order: a start creates the row (or, when an end or an earlier batch made it,
+    overwrites the start fields); an end creates a placeholder from its own time when no start came,
+    then sets the end fields. A row new to this batch is inserted once with all of it."""
+    new: dict[str, dict[str, Any]] = {}  # the row to insert if missing
+    starts: dict[str, dict[str, Any]] = {}  # start fields for a row that already exists
+    ends: dict[str, dict[str, Any]] = {}
+    for e in events:  # starts first, then by time
+        sid = e.session_id
+        if e.kind == ev.SESSION_START:
+            values = _start_values(e, who)
+            starts.setdefault(sid, {}).update(values)
+            new.setdefault(sid, {"session_id": sid}).update(values)
+        else:
+            if sid not in new:
+                new[sid] = {"session_id": sid, **_start_values(e, who)}
+            ends.setdefault(sid, {}).update(_end_values(e))
+    rows = [{**row, **ends.get(sid, {})} for sid, row in new.items()]
+    made: set[str] = set()
+    for group in _by_columns(rows):
+        stmt = _insert_ignore(conn, agent_session).returning(agent_session.c.session_id)
+        made.update(conn.execute(stmt, group).scalars().all())
+    # The rows that existed already: the start fields, then the end fields, as updates.
+    for fields in (starts, ends):
+        updates = [{"sid": sid, **v} for sid, v in fields.items() if sid not in made]
+        for group in _by_columns(updates):
+            # No values(): the SET clause is the columns the parameters name.
+            conn.execute(update(agent_session).where(agent_session.c.session_id == bindparam("sid")), group)
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(r)), []).append(r)
+    return list(groups.values())
+
+
+def _link_agent_sessions(conn: Connection, ends: list[Event]) -> None:
+    """The agent's own id is often learnt only at the end (its transcript, a gateway header); its
+    gateway calls made without a session key are tied to the session by it."""
+    links = [
+        {"sid": e.session_id, "key": e.payload["agent_session_id"]} for e in ends if e.payload.get("agent_session_id")
+    ]
+    _claim_calls(conn, llm_call.c.agent_session_id, links)
+
+
+def _claim_calls(conn: Connection, by: Any, claims: list[dict[str, Any]]) -> None:
+    """Calls stored without a session (`by` = key) gain the session id (sid); one that has one keeps it."""
+    if claims:
+        stmt = update(llm_call).where(by == bindparam("key")).where(llm_call.c.session_id.is_(None))
+        conn.execute(stmt.values(session_id=bindparam("sid")), claims)
+
+
+def _file_change_row(e: Event) -> dict[str, Any]:
     p = e.payload
-    conn.execute(
-        insert(file_change).values(
-            session_id=e.session_id,
-            path=str(p.get("path", "")),
-            change=p.get("change") or SNAPSHOT_KINDS[e.kind],
-            old_path=p.get("old_path"),
-            lines_added=int(p.get("lines_added") or 0),
-            lines_removed=int(p.get("lines_removed") or 0),
-            binary=bool(p.get("binary")),
-            diff=p.get("diff"),
-            diff_truncated=bool(p.get("diff_truncated")),
-        )
-    )
+    return {
+        "session_id": e.session_id,
+        "path": str(p.get("path", "")),
+        "change": p.get("change") or SNAPSHOT_KINDS[e.kind],
+        "old_path": p.get("old_path"),
+        "lines_added": int(p.get("lines_added") or 0),
+        "lines_removed": int(p.get("lines_removed") or 0),
+        "binary": bool(p.get("binary")),
+        "diff": p.get("diff"),
+        "diff_truncated": bool(p.get("diff_truncated")),
+    }
 
 
-def _commit(conn: Connection, e: Event) -> None:
+def _commit_row(e: Event) -> dict[str, Any]:
     p = e.payload
     committed = p.get("committed_at")
     when = None
@@ -221,43 +269,60 @@ def _commit(conn: Connection, e: Event) -> None:
             when = _naive(datetime.fromisoformat(committed.replace("Z", "+00:00")))
         except ValueError:
             when = None
-    stmt = _insert_ignore(conn, git_commit).values(
-        sha=str(p.get("sha", "")),
-        session_id=e.session_id,
-        repo=p.get("repo"),
-        message=p.get("message"),
-        author=p.get("author"),
-        committed_at=when or _naive(e.ts),
-        files=orjson.dumps(p.get("files") or []).decode(),
-    )
-    conn.execute(stmt)
+    return {
+        "sha": str(p.get("sha", "")),
+        "session_id": e.session_id,
+        "repo": p.get("repo"),
+        "message": p.get("message"),
+        "author": p.get("author"),
+        "committed_at": when or _naive(e.ts),
+        "files": orjson.dumps(p.get("files") or []).decode(),
+    }
 
 
-def _llm_call(conn: Connection, e: Event, who: Attribution) -> None:
-    """A call the gateway did not see (subscription plans, unenrolled laptops) enters the record;
-    one it did see is not counted twice (same provider request id)."""
-    r = e.payload["record"]
-    request_id = r.get("request_id")
-    if request_id:
-        dup = conn.execute(select(llm_call.c.call_id).where(llm_call.c.request_id == request_id).limit(1)).first()
-        if dup is not None:
-            conn.execute(
-                update(llm_call)
-                .where(llm_call.c.call_id == dup.call_id)
-                .where(llm_call.c.session_id.is_(None))
-                .values(session_id=e.session_id)
-            )
-            return
-    started = _naive(e.ts)
-    values = {c.name: r[c.name] for c in llm_call.columns if c.name in r and c.name not in ("started_at", "ended_at")}
-    values.update(
-        call_id=r.get("call_id") or e.event_id,
-        started_at=started,
-        session_id=e.session_id,
-        source=r.get("source") or "transcript",
-        status=r.get("status") or "ok",
-        provider=r.get("provider") or "unknown",
-    )
-    for k in ("team_id", "project_id", "engineer_id"):
-        values.setdefault(k, getattr(who, k))
-    conn.execute(_insert_ignore(conn, llm_call).values(**values))
+_CALL_COLUMNS = frozenset(c.name for c in llm_call.columns) - {"started_at", "ended_at"}
+
+
+def _llm_calls(conn: Connection, calls: list[Event], who: Attribution) -> None:
+    """Calls the gateway did not see (subscription plans, unenrolled laptops) enter the record; one it
+    did see is not counted twice (same provider request id): it only gains the session id it lacked."""
+    request_ids = {r for e in calls if (r := e.payload["record"].get("request_id"))}
+    seen: dict[str, str] = {}  # request id -> a stored call with it
+    for chunk in _chunks(sorted(request_ids), 500):
+        for call_id, request_id in conn.execute(
+            select(llm_call.c.call_id, llm_call.c.request_id).where(llm_call.c.request_id.in_(chunk))
+        ):
+            seen.setdefault(request_id, call_id)
+    rows: list[dict[str, Any]] = []
+    pending: dict[str, dict[str, Any]] = {}  # request id -> a row of this batch with it
+    claims: list[dict[str, Any]] = []
+    for e in calls:
+        r = e.payload["record"]
+        request_id = r.get("request_id")
+        if request_id in seen:
+            claims.append({"key": seen[request_id], "sid": e.session_id})
+            continue
+        if request_id in pending:
+            if pending[request_id]["session_id"] is None:
+                pending[request_id]["session_id"] = e.session_id
+            continue
+        values = {k: v for k, v in r.items() if k in _CALL_COLUMNS}
+        values.update(
+            call_id=r.get("call_id") or e.event_id,
+            started_at=_naive(e.ts),
+            session_id=e.session_id,
+            source=r.get("source") or "transcript",
+            status=r.get("status") or "ok",
+            provider=r.get("provider") or "unknown",
+        )
+        for k in ("team_id", "project_id", "engineer_id"):
+            values.setdefault(k, getattr(who, k))
+        rows.append(values)
+        if request_id:
+            pending[request_id] = values
+    _claim_calls(conn, llm_call.c.call_id, claims)
+    _insert_rows(conn, llm_call, rows, ignore=True)
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
