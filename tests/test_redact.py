@@ -322,6 +322,21 @@ def test_adversarial_mixtures_are_handled(text: str) -> None:
     assert out.count("[REDACTED:") <= len(text) // 4 + 1
 
 
+def test_redacting_twice_changes_nothing() -> None:
+    once = redact_text("-u eyJ_KEY=sk-")  # `-u user:password` must not read a placeholder's tail as one
+    assert once == "-u eyJ_KEY=[REDACTED:secret]"
+    assert redact_text(once) == once
+    assert redact_text("https://x:[REDACTED:secret]@h") == "https://x:[REDACTED:secret]@h"
+
+
+def test_text_whose_lowercase_is_longer_still_loses_its_secrets() -> None:
+    # 'İ' lowercases to two characters, so the case-insensitive rules run on the text itself.
+    text = 'İstanbul DB: password = "s3cr3t-Pa55" and Authorization: Bearer abcDEF123456789xyz'
+    assert redact_text(text) == (
+        'İstanbul DB: password = "[REDACTED:secret]" and Authorization: Bearer [REDACTED:bearer_token]'
+    )
+
+
 @settings(max_examples=len(FRAGMENTS), deadline=None)
 @given(st.sampled_from(FRAGMENTS), st.integers(min_value=1_000, max_value=50_000))
 def test_long_repetitions_of_one_fragment_are_linear_work(fragment: str, size: int) -> None:

@@ -94,6 +94,9 @@ def _check_pem(text: str, m: re.Match[str], kind: str) -> str | None:
 
 
 def _check_plain(text: str, m: re.Match[str], kind: str) -> str | None:
+    lead = text[m.start() : m.start("v")]
+    if lead.rfind(PREFIX) > lead.rfind("]"):
+        return None  # the "password" is the tail of a placeholder (`-u x=[REDACTED:secret]`)
     return None if _is_reference(_value(text, m)[0]) else kind
 
 
@@ -113,12 +116,12 @@ def _looks_like_code(s: str) -> bool:
 
 def _check_auth_header(text: str, m: re.Match[str], kind: str) -> str | None:
     s, _ = _value(text, m)
-    scheme = m.group("scheme")
+    scheme = (m.group("scheme") or "").lower() or None  # the IGNORECASE twin matches the text as written
     if _is_reference(s) or len(s) < 6 or (scheme is None and _looks_like_code(s)):
         return None
     if scheme == "basic":
         return "basic_auth"
-    return kind if m.group("name") == "authorization" else "api_key"
+    return kind if m.group("name").lower() == "authorization" else "api_key"
 
 
 def _check_env(text: str, m: re.Match[str], kind: str) -> str | None:
