@@ -104,37 +104,33 @@ def spend_cmd(
     )
 
 
-@report_app.command("adoption")
-@friendly
-def adoption_cmd(
-    since: str | None = SINCE,
-    until: str | None = UNTIL,
-    team: str | None = TEAM,
-    repo: str | None = REPO,
-    fmt: str = FMT,
-    section: str | None = SECTION,
-    db: str | None = DB,
-    config: str | None = CONFIG,
-) -> None:
-    """Per week: active engineers and their share of the roster, sessions, agent hours, repos; by agent."""
-    _run("adoption", since=since, until=until, team=team, repo=repo, fmt=fmt, section=section, db=db, config=config)
+def _plain_report(name: str, doc: str) -> None:
+    """A report that takes only the common filters: one command per name, not one copied function each."""
+
+    def command(
+        since: str | None = SINCE,
+        until: str | None = UNTIL,
+        team: str | None = TEAM,
+        repo: str | None = REPO,
+        fmt: str = FMT,
+        section: str | None = SECTION,
+        db: str | None = DB,
+        config: str | None = CONFIG,
+    ) -> None:
+        _run(name, since=since, until=until, team=team, repo=repo, fmt=fmt, section=section, db=db, config=config)
+
+    command.__doc__ = doc
+    report_app.command(name)(friendly(command))
 
 
-@report_app.command("shipped")
-@friendly
-def shipped_cmd(
-    since: str | None = SINCE,
-    until: str | None = UNTIL,
-    team: str | None = TEAM,
-    repo: str | None = REPO,
-    fmt: str = FMT,
-    section: str | None = SECTION,
-    db: str | None = DB,
-    config: str | None = CONFIG,
-) -> None:
+_plain_report(
+    "adoption", "Per week: active engineers and their share of the roster, sessions, agent hours, repos; by agent."
+)
+_plain_report(
+    "shipped",
     """$ per merged PR (median, p90) by team and repo; shares of spend on merged work, unmerged sessions,
-    and calls outside any session."""
-    _run("shipped", since=since, until=until, team=team, repo=repo, fmt=fmt, section=section, db=db, config=config)
+    and calls outside any session.""",
+)
 
 
 @report_app.command("outliers")
@@ -166,20 +162,7 @@ def outliers_cmd(
     )
 
 
-@report_app.command("models")
-@friendly
-def models_cmd(
-    since: str | None = SINCE,
-    until: str | None = UNTIL,
-    team: str | None = TEAM,
-    repo: str | None = REPO,
-    fmt: str = FMT,
-    section: str | None = SECTION,
-    db: str | None = DB,
-    config: str | None = CONFIG,
-) -> None:
-    """Per repo and model: sessions, $ per changed line and file, share merged."""
-    _run("models", since=since, until=until, team=team, repo=repo, fmt=fmt, section=section, db=db, config=config)
+_plain_report("models", "Per repo and model: sessions, $ per changed line and file, share merged.")
 
 
 @report_app.command("packages")
