@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from agenttrail.clock import Clock
 from agenttrail.config import Settings
@@ -19,6 +18,7 @@ from agenttrail.gateway.auth import KeyCache
 from agenttrail.gateway.call import Call
 from agenttrail.gateway.errors import GatewayError, error_response
 from agenttrail.gateway.headers import upstream_headers
+from agenttrail.gateway.incoming import Incoming
 from agenttrail.gateway.policy import OpenPolicy, Policy
 from agenttrail.gateway.providers import PROVIDERS
 from agenttrail.gateway.providers.base import Endpoint, Prepared
@@ -42,23 +42,9 @@ class Gateway:
     observers: list[Any] = field(default_factory=list)  # callables(call) run when a call ends
     _pending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
-    def routes(self) -> list[BaseRoute]:
-        out: list[BaseRoute] = []
-        for spec in PROVIDERS.values():
-            for ep in spec.endpoints:
-                out.append(Route(ep.path, self._handler(ep), methods=[ep.method]))
-        return out
-
-    def _handler(self, ep: Endpoint) -> Any:
-        async def handle(request: Request) -> Response:
-            return await self.handle(request, ep)
-
-        handle.__name__ = f"{ep.provider}_{ep.name}"
-        return handle
-
     # -- one call ---------------------------------------------------------------------------
 
-    async def handle(self, request: Request, ep: Endpoint) -> Response:
+    async def handle(self, request: Incoming, ep: Endpoint) -> Response:
         call = Call(endpoint=ep, started_at=self.clock.now(), t0=time.monotonic())
         call.client = request.headers.get("user-agent")
         admitted = False
@@ -87,7 +73,7 @@ class Gateway:
                 self._finish(call, settle=admitted)
             return Response(status_code=499)
 
-    def _identify(self, call: Call, request: Request) -> None:
+    def _identify(self, call: Call, request: Incoming) -> None:
         h = request.headers
         key = call.key
         # A session-scoped key fixes the session; a header cannot move its calls elsewhere.
@@ -95,7 +81,7 @@ class Gateway:
         call.agent_session_id = h.get("x-claude-code-session-id") or h.get("session-id") or None
         call.tags = _parse_tags(h.get("x-agenttrail-tags"))
 
-    async def _prepare(self, call: Call, request: Request, ep: Endpoint) -> Prepared:
+    async def _prepare(self, call: Call, request: Incoming, ep: Endpoint) -> Prepared:
         spec = PROVIDERS[ep.provider]
         if ep.method == "GET":
             return Prepared(body=b"", stream=False, model=None)
@@ -107,7 +93,7 @@ class Gateway:
                 record_status="invalid_request",
                 retry=False,
             )
-        raw = await _read_limited(request, self.settings.max_body_bytes)
+        raw = await request.body(self.settings.max_body_bytes)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -134,7 +120,7 @@ class Gateway:
             )
         return prepared
 
-    async def _forward(self, call: Call, request: Request, ep: Endpoint, prepared: Prepared) -> Response:
+    async def _forward(self, call: Call, request: Incoming, ep: Endpoint, prepared: Prepared) -> Response:
         spec = PROVIDERS[ep.provider]
         upstream = self.settings.upstream(ep.provider)
         if not upstream.api_key:
@@ -145,8 +131,8 @@ class Gateway:
                 record_status="error",
                 retry=False,
             )
-        url = spec.upstream_url(upstream.base_url, request.url.path, request.url.query)
-        headers = upstream_headers(request.headers.items(), spec.auth_headers(upstream.api_key))
+        url = spec.upstream_url(upstream.base_url, request.path, request.query)
+        headers = upstream_headers(request.header_items, spec.auth_headers(upstream.api_key))
         # Optional policy capabilities (governance has them, OpenPolicy does not): models to fall back
         # on when the upstream declines or times out, and a look at each complete answer (the cache).
         fallbacks = getattr(self.policy, "fallback_models", None)
@@ -222,30 +208,6 @@ class Gateway:
         """Wait for calls still being accounted (a stopping server flushes them all)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(
-            413,
-            f"the request body is {int(declared)} bytes; this gateway takes at most {limit}",
-            record_status="invalid_request",
-            retry=False,
-        )
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(
-                413,
-                f"the request body is over this gateway's limit of {limit} bytes",
-                record_status="invalid_request",
-                retry=False,
-            )
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _parse_tags(value: str | None) -> dict[str, str] | None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from anyio import to_thread
 from sqlalchemy import Engine
-from starlette.datastructures import Headers
 
 from agenttrail.clock import Clock
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.store.keys import KEY_PREFIX, KeyInfo, hash_key, lookup_key
 
 
-def extract_key(headers: Headers) -> str | None:
+def extract_key(headers: Mapping[str, str]) -> str | None:
     """`x-api-key` (Anthropic clients) or `Authorization: Bearer` (OpenAI clients, ANTHROPIC_AUTH_TOKEN)."""
     candidates = []
     if headers.get("x-api-key"):
@@ -64,7 +63,7 @@ class KeyCache:
     def invalidate(self) -> None:
         self._entries.clear()
 
-    async def authenticate(self, headers: Headers) -> KeyInfo:
+    async def authenticate(self, headers: Mapping[str, str]) -> KeyInfo:
         key = extract_key(headers)
         if not key:
             raise GatewayError(

@@ -82,3 +82,8 @@ def stream_error_event(provider: str, message: str) -> bytes:
     if provider == "anthropic":
         return b"event: error\ndata: " + orjson.dumps(anthropic_body(502, message)) + b"\n\n"
     return b"data: " + orjson.dumps(openai_body(502, message, "upstream_stream_error")) + b"\n\n"
+
+
+def internal_error(provider: str, exc: BaseException) -> Response:
+    """A bug in agenttrail itself, still in the provider's shape so the client shows a message."""
+    return error_response(provider, GatewayError(500, f"agenttrail internal error: {type(exc).__name__}"))

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from agenttrail.gateway.call import Call
 from agenttrail.gateway.errors import GatewayError, stream_error_event
 from agenttrail.gateway.headers import client_headers
 from agenttrail.gateway.providers.base import Prepared, ProviderSpec
 from agenttrail.gateway.sse import SSESplitter
+from agenttrail.gateway.streaming import RelayResponse
 from agenttrail.gateway.upstream import UpstreamClient, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
 
 Finish = Callable[[Call], None]
@@ -84,7 +85,7 @@ async def forward(
     ctype = upstream.headers.get("content-type", "")
     if not (prepared.stream and upstream.status == 200 and ctype.startswith("text/event-stream")):
         return await _whole(spec, call, upstream, finish)
-    return StreamingResponse(
+    return RelayResponse(
         _stream(spec, call, prepared, upstream, finish),
         status_code=upstream.status,
         headers=client_headers(upstream.headers.items()),

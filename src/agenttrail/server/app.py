@@ -2,7 +2,8 @@
 
 State lives in objects made here and passed explicitly; importing this module does no work.
 Other parts add routes through `extra_routes` and start/stop hooks through `Services`
-(see `agenttrail.server.parts`).
+(see `agenttrail.server.parts`). The gateway's endpoints are served ahead of Starlette's middleware
+stack (`ServerApp`, `agenttrail.gateway.asgi`); everything else goes through Starlette as usual.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from agenttrail.clock import Clock, SystemClock
 from agenttrail.config import Settings
 from agenttrail.gateway.app import Gateway, probe
+from agenttrail.gateway.asgi import GatewayASGI
 from agenttrail.gateway.auth import KeyCache
+from agenttrail.gateway.errors import internal_error
 from agenttrail.gateway.policy import OpenPolicy, Policy
 from agenttrail.gateway.recorder import Recorder
 from agenttrail.gateway.upstream import UpstreamClient
@@ -73,6 +78,23 @@ def build_services(
     return Services(settings, engine, clock, pricer, keys, recorder, gateway)
 
 
+class ServerApp(Starlette):
+    """Starlette, except that a model call goes straight to the gateway's bare ASGI app."""
+
+    def __init__(self, gateway: GatewayASGI, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            ep = self.gateway.match(scope)
+            if ep is not None:
+                scope["app"] = self
+                await self.gateway.serve(ep, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -104,30 +126,18 @@ def create_app(
             await svc.recorder.stop()
             await svc.gateway.client.close()
 
+    gateway = GatewayASGI(svc.gateway)
     routes: list[BaseRoute] = [
         Route("/", probe, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        *svc.gateway.routes(),
+        *gateway.routes(),
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})
+    app = ServerApp(gateway, routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})
     app.state.services = svc
     return app
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = {
-        "type": "error",
-        "error": {"type": "api_error", "message": f"agenttrail internal error: {type(exc).__name__}"},
-    }
-    if not request.url.path.startswith("/v1/messages"):
-        body = {
-            "error": {
-                "message": f"agenttrail internal error: {type(exc).__name__}",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-        }
-    return JSONResponse(body, status_code=500)
+    return internal_error("anthropic" if request.url.path.startswith("/v1/messages") else "openai", exc)
