@@ -13,10 +13,16 @@ or possessive, so matching stays linear in the input (tests/test_redact.py check
 Case-insensitive rules match on the lowercased text and map the span back, because an IGNORECASE
 pattern loses the literal search and is ~10x slower. Earlier passes replace specific token shapes;
 later context passes (``NAME=value``, ``Authorization:``) skip values that are already placeholders.
+
+Most strings hold no secret, so a prefilter runs first: every rule names literals ("needles") one of
+which each of its matches contains, a few scans find which needles occur, and only their rules run.
+`redact_obj` prefilters all of a value's strings at once. The result is exactly that of running every
+rule (`_run_rules(text, None)`); tests/test_redact_prefilter.py checks it on generated secrets.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +43,8 @@ Check = Callable[[str, "re.Match[str]", str], "str | None"]
 class _Rule:
     kind: str
     pattern: re.Pattern[str]
-    needles: tuple[str, ...]  # lowercase literals one of which every match contains: skip the pass cheaply
+    needles: tuple[str, ...]  # literals one of which every match contains (in the lowercased text when `fold`)
+    also: tuple[str, ...]  # and one of these too, when given
     fold: bool = False  # match on the lowercased text
     check: Check | None = None
     folded: re.Pattern[str] | None = None  # IGNORECASE twin, for the rare text whose lowercase is longer
@@ -160,10 +167,19 @@ def _check_named(text: str, m: re.Match[str], kind: str) -> str | None:
     return kind
 
 
-def _r(kind: str, pattern: str, needles: str, fold: bool = False, check: Check | None = None) -> _Rule:
-    """`needles`: space-separated lowercase literals, one of which every match contains."""
+def _r(
+    kind: str,
+    pattern: str,
+    needles: str | tuple[str, ...],
+    fold: bool = False,
+    check: Check | None = None,
+    also: tuple[str, ...] = (),
+) -> _Rule:
+    """`needles`: literals (space-separated, or a tuple), one of which every match contains: as written
+    in the text, or lowercase for a `fold` rule. They gate the rule, so they must be exact, never a guess."""
     folded = re.compile(pattern, re.IGNORECASE) if fold else None
-    return _Rule(kind, re.compile(pattern), tuple(needles.split()), fold, check, folded)
+    listed = tuple(needles.split()) if isinstance(needles, str) else needles
+    return _Rule(kind, re.compile(pattern), listed, also, fold, check, folded)
 
 
 # Values: a quoted string (escapes allowed) or a bare word. Possessive, so a failed match never rescans.
@@ -180,42 +196,58 @@ _RULES: tuple[_Rule, ...] = (
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"(?P<body>(?:(?!-----END)[A-Za-z0-9+/=:,\-\s\\])*+)"  # base64, Proc-Type/DEK-Info, JSON \n
         r"(?P<end>-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
-        "-----begin",
+        "-----BEGIN",
         check=_check_pem,
     ),
     # Consumes the whole dotted run (always succeeds, so never rescans); the check decides.
-    _r("jwt", rf"eyJ(?<!{_W}eyJ){_TOKEN}*+(?:\.{_TOKEN}++)*+", "eyj", check=_check_jwt),
+    _r("jwt", rf"eyJ(?<!{_W}eyJ){_TOKEN}*+(?:\.{_TOKEN}++)*+", "eyJ", check=_check_jwt),
     _r("anthropic_api_key", rf"sk-ant-(?<!{_W}sk-ant-){_TOKEN}{{20,}}+", "sk-ant-", check=_check_anthropic),
     _r("agenttrail_key", rf"sk-at-(?<!{_W}sk-at-){_TOKEN}{{16,}}+", "sk-at-"),
     _r("openai_api_key", rf"sk-(?<!{_W}sk-){_TOKEN}{{20,}}+", "sk-", check=_check_openai),
-    _r("github_token", rf"gh[pousr]_(?<!{_W}gh._)[A-Za-z0-9]{{30,}}+", "gh"),
+    _r("github_token", rf"gh[pousr]_(?<!{_W}gh._)[A-Za-z0-9]{{30,}}+", "ghp_ gho_ ghu_ ghs_ ghr_"),
     _r("github_token", rf"github_pat_(?<!{_W}github_pat_)[A-Za-z0-9_]{{20,}}+", "github_pat_"),
     _r("gitlab_token", rf"glpat-(?<!{_W}glpat-){_TOKEN}{{20,}}+", "glpat-"),
-    _r("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]++", "hooks.slack"),
-    _r("slack_token", rf"xox[abposr]-(?<!{_W}xox.-)[A-Za-z0-9\-]{{10,}}+", "xox"),
+    _r(
+        "slack_webhook",
+        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]++",
+        "https://hooks.slack.com/",
+    ),
+    _r("slack_token", rf"xox[abposr]-(?<!{_W}xox.-)[A-Za-z0-9\-]{{10,}}+", "xoxa- xoxb- xoxp- xoxo- xoxs- xoxr-"),
     _r("slack_token", rf"xapp-(?<!{_W}xapp-)[A-Za-z0-9\-]{{10,}}+", "xapp-"),
-    _r("google_api_key", rf"AIza(?<!{_W}AIza){_TOKEN}{{35}}(?!{_TOKEN})", "aiza"),
-    _r("stripe_key", rf"[sr]k_(?:live|test)_(?<!{_W}.k_\w{{4}}_)[A-Za-z0-9]{{20,}}+", "k_live_ k_test_"),
+    _r("google_api_key", rf"AIza(?<!{_W}AIza){_TOKEN}{{35}}(?!{_TOKEN})", "AIza"),
+    _r(
+        "stripe_key",
+        rf"[sr]k_(?:live|test)_(?<!{_W}.k_\w{{4}}_)[A-Za-z0-9]{{20,}}+",
+        "sk_live_ rk_live_ sk_test_ rk_test_",
+    ),
     _r("npm_token", rf"npm_(?<!{_W}npm_)[A-Za-z0-9]{{36}}(?![A-Za-z0-9])", "npm_"),
-    _r("pypi_token", rf"pypi-AgE(?<!{_W}pypi-AgE){_TOKEN}{{50,}}+", "pypi-age"),
+    _r("pypi_token", rf"pypi-AgE(?<!{_W}pypi-AgE){_TOKEN}{{50,}}+", "pypi-AgE"),
     _r("huggingface_token", rf"hf_(?<!{_W}hf_)[A-Za-z]{{34}}(?![A-Za-z0-9])", "hf_"),
-    _r("aws_access_key", rf"A(?<!{_W}A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{{16}}(?![A-Za-z0-9])", "a"),
+    _r(
+        "aws_access_key",
+        rf"A(?<!{_W}A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{{16}}(?![A-Za-z0-9])",
+        "AKIA ASIA ABIA ACCA A3T",
+    ),
     _r(
         "aws_secret_key",
         rf"(?:secret_?access_?key|aws_secret_key)(?![a-z0-9_]){_Q}(?:[ \t]*+[:=][ \t]*+|[ \t]++){_Q}"
         r"(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])",
-        "secret",
+        "secretaccess secret_access aws_secret_key",
         fold=True,
     ),
     # `AKIA…,<secret>` as in the credentials CSV the AWS console hands out.
     _r(
         "aws_secret_key",
         r"\[REDACTED:aws_access_key\][,;:|\s\"']{1,5}(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-        "[redacted:aws_access_key]",
+        "[REDACTED:aws_access_key]",
     ),
-    _r("url_password", r"://(?P<user>[^/\s:@]{0,256}):(?P<v>[^/\s@]{1,256})@", "://", check=_check_plain),
+    _r("url_password", r"://(?P<user>[^/\s:@]{0,256}):(?P<v>[^/\s@]{1,256})@", "://", check=_check_plain, also=("@",)),
     _r(
-        "basic_auth", r"-(?<!\S-)(?:u|-user)[ \t=]++[^\s:\"']{1,256}:(?P<v>[^\s\"']++)", "-u --user", check=_check_plain
+        "basic_auth",
+        r"-(?<!\S-)(?:u|-user)[ \t=]++[^\s:\"']{1,256}:(?P<v>[^\s\"']++)",
+        ("-u ", "-u\t", "-u=", "--user"),
+        check=_check_plain,
+        also=(":",),
     ),
     _r(
         "bearer_token",
@@ -236,24 +268,24 @@ _RULES: tuple[_Rule, ...] = (
         "secret",
         r"(?P<suffix>_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSWD|_PWD|_PASS|PASSWORD|SECRET|TOKEN)"
         rf"(?P<sep>=|:(?=[ \t]))[ \t]*+{_ENV_VALUE}",
-        "_key token secret pass _pwd",
+        "_KEY TOKEN SECRET PASS _PWD",
         check=_check_env,
+        also=("=", ":"),
     ),
     _r(
         "secret",
         r"(?:password|passwd|passphrase|_pwd|secret|token|api[_\-]?key|access[_\-]?key|secret[_\-]?key"
         r"|private[_\-]?key|signing[_\-]?key)(?![a-z0-9_])"
         rf"{_Q}[ \t]*+(?P<sep>:=|=>|=|:)[ \t]*+{_NAMED_VALUE}",
-        "pass pwd secret token key",
+        "pass _pwd secret token key",
         fold=True,
         check=_check_named,
+        also=("=", ":"),
     ),
 )
 
 
-def _apply(rule: _Rule, text: str, low: str) -> str:
-    if not any(n in low for n in rule.needles):
-        return text
+def _apply(rule: _Rule, text: str, low: str, gated: bool) -> str:
     pattern, subject = rule.pattern, text
     if rule.folded is not None:
         # str.lower() only ever lengthens (e.g. 'İ'); at equal length every index maps back one to one.
@@ -261,6 +293,8 @@ def _apply(rule: _Rule, text: str, low: str) -> str:
             subject = low
         else:
             pattern = rule.folded
+    if gated and rule.also and not any(n in subject for n in rule.also):
+        return text
     out: list[str] = []
     pos = 0
     for m in pattern.finditer(subject):
@@ -281,13 +315,134 @@ def _apply(rule: _Rule, text: str, low: str) -> str:
     return "".join(out)
 
 
-def redact_text(text: str) -> str:
-    """Replace every known secret shape in `text` with a typed placeholder; keep everything else."""
+# The prefilter. Checking each rule's needles one by one is some 50 scans of every string, and a regex
+# alternation of them all scans at a few tens of MB/s: the regex engine is fast only for a pattern that
+# starts with one literal character. So the needles are grouped by an anchor, a character they contain
+# that ordinary text holds little of, and each group is one pattern that starts with it and then, for
+# each needle, looks behind and ahead in a group of its own (`-(?:(?<=sk-)(?P<n3>)|)(?:(?=u )(?P<n9>)|)…`,
+# past a first check that one of them is there): every needle found at a place is reported, even when
+# several share it. Ten such scans run at memory speed and name the rules worth running. Case-sensitive
+# needles are looked for in the UTF-8 bytes, lowercase ones in those bytes lowercased (fast even when the
+# text is not ASCII).
+_TEXT_ANCHORS = "B-_:JA"
+_LOW_ANCHORS = "kpcbz"
+# The only characters outside ASCII whose lowercase holds ASCII letters (checked in tests/test_redact.py):
+# with one of them, lowercasing the bytes is not lowercasing the text, and every rule runs.
+_LOWER_TO_ASCII = ("\u0130", "\u212a")
+_ALL = frozenset(range(len(_RULES)))
+
+
+def _scanned(rule: _Rule) -> list[tuple[bool, str]]:
+    """(in the lowercase?, needle) as the prefilter looks for each of the rule's needles."""
+    out = []
+    for n in rule.needles:
+        if rule.fold:
+            out.append((True, n))
+        elif any(a in n for a in _TEXT_ANCHORS):
+            out.append((False, n))
+        else:
+            # `TOKEN` in the text is `token` in its lowercase (ASCII needles): the lowercase scans find
+            # it, so the env names need no scans of their own.
+            out.append((True, n.lower()))
+    return out
+
+
+_Gate = tuple[re.Pattern[bytes], tuple[tuple[bytes, frozenset[int]], ...]]  # a scan; each group's needle, rules
+_MATCHES = 1000  # matches of one scan looked at; past that (text made of needles) each needle is looked for
+
+
+def _look(n: str, i: int) -> str:
+    """Zero-width: needle `n` around its anchor `n[i]`, from just after the anchor."""
+    before = f"(?<={re.escape(n[: i + 1])})" if i else ""
+    return before + (f"(?={re.escape(n[i + 1 :])})" if n[i + 1 :] else "")
+
+
+def _gates(low: bool, anchors: str) -> tuple[_Gate, ...]:
+    by_anchor: dict[str, list[tuple[str, int]]] = {}
+    for n in sorted({n for r in _RULES for lo, n in _scanned(r) if lo == low}):
+        i = next((n.index(a) for a in anchors if a in n), 0)
+        by_anchor.setdefault(n[i], []).append((n, i))
+    gates = []
+    for anchor, needles in sorted(by_anchor.items()):
+        # First the character before the anchor or the two after it: most anchors in ordinary text, and
+        # runs of them (`-----`, `___`), fail there.
+        before = "".join(sorted({n[i - 1] for n, i in needles if i}))
+        after = sorted({n[1:3] for n, i in needles if not i and len(n) > 1})
+        guard = [f"(?<=[{re.escape(before)}]{re.escape(anchor)})"] if before else []
+        guard += [f"(?={'|'.join(map(re.escape, after))})"] if after else []
+        first = "|".join(_look(n, i) for n, i in needles)
+        each = "".join(f"(?:{_look(n, i)}(?P<n{j}>)|)" for j, (n, i) in enumerate(needles))
+        pattern = re.compile(f"{re.escape(anchor)}(?:{'|'.join(guard)})(?:{first}){each}".encode())
+        rules = [frozenset(k for k, r in enumerate(_RULES) if (low, n) in _scanned(r)) for n, _ in needles]
+        gates.append((pattern, tuple((n.encode(), r) for (n, _), r in zip(needles, rules, strict=True))))
+    return tuple(gates)
+
+
+_GATES = (_gates(False, _TEXT_ANCHORS), _gates(True, _LOW_ANCHORS))
+
+
+def _candidates(text: str) -> frozenset[int]:
+    """The rules one of whose needles occurs in `text`; no other rule can match it."""
+    if not text.isascii() and any(c in text for c in _LOWER_TO_ASCII):
+        return _ALL
+    raw = text.encode("utf-8", "surrogatepass")
+    found: set[int] = set()
+    for gates, subject in zip(_GATES, (raw, raw.lower()), strict=True):
+        for pattern, needles in gates:
+            first = pattern.search(subject)
+            if first is None:
+                continue
+            seen: set[int] = set()
+            for k, m in enumerate(pattern.finditer(subject, first.start())):
+                if k == _MATCHES:
+                    seen.update(j for j, (needle, _) in enumerate(needles) if needle in subject)
+                    break
+                seen.update(j for j, value in enumerate(m.groups()) if value is not None)
+            for j in seen:
+                found |= needles[j][1]
+    return frozenset(found)
+
+
+# Rules whose case-sensitive needles the prefilter looks for lowercased: their own needles say more.
+_RECHECK = frozenset(i for i, r in enumerate(_RULES) if not r.fold and any(lo for lo, _ in _scanned(r)))
+# What a replacement can bring: a needle inside its placeholder (`key` in `[REDACTED:aws_access_key]`).
+# None reaches across the placeholder's brackets: no needle holds `[` or `]` but the placeholder itself
+# (checked in tests/test_redact_prefilter.py), so the rest of the text need not be scanned again.
+_KINDS = sorted({r.kind for r in _RULES} | {"basic_auth", "api_key", "anthropic_admin_key"})
+_IN_PLACEHOLDERS = _candidates(" ".join(placeholder(k) for k in _KINDS))
+
+
+def _run_rules(text: str, rules: frozenset[int] | None) -> str:
+    """The rules in `rules` (all of them for None, ungated: the plain reference path) in order."""
     low = text.lower()
-    for rule in _RULES:
-        new = _apply(rule, text, low)
+    for i, rule in enumerate(_RULES):
+        if rules is not None and (i not in rules or (i in _RECHECK and not any(n in text for n in rule.needles))):
+            continue
+        new = _apply(rule, text, low, gated=rules is not None)
         if new is not text:
             text, low = new, new.lower()
+            if rules is not None:
+                rules |= _IN_PLACEHOLDERS
+    return text
+
+
+def redact_text(text: str) -> str:
+    """Replace every known secret shape in `text` with a typed placeholder; keep everything else."""
+    rules = _candidates(text)
+    return _run_rules(text, rules) if rules else text
+
+
+_SHORT = 256  # characters: a string this short is cheaper to run the value's rules on than to prefilter
+
+
+def _redact_within(rules: frozenset[int]) -> Callable[[str], str]:
+    """redact_text for the strings of one value, `rules` being the candidates of all of them together."""
+
+    def text(s: str) -> str:
+        if len(s) >= _SHORT:
+            return redact_text(s)
+        return _run_rules(s, rules)
+
     return text
 
 
@@ -300,11 +455,17 @@ _SENSITIVE_KEY = re.compile(
 _KEY_KINDS = {"apikey": "api_key", "accesskey": "access_key", "privatekey": "private_key", "secretkey": "secret_key"}
 
 
-def _redact_value_for_key(key: str, value: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _key_kind(key: str) -> str | None:
+    """The credential a key names (`password`, `api_key`, …), or None. Payloads repeat their keys."""
     m = _SENSITIVE_KEY.search(key.lower().replace("-", "_"))
-    if m is None or PREFIX in value or _is_reference(value.strip()):
+    return None if m is None else _KEY_KINDS.get(m.group(0).replace("_", ""), m.group(0))
+
+
+def _redact_value_for_key(key: str, value: str) -> str:
+    kind = _key_kind(key)
+    if kind is None or PREFIX in value or _is_reference(value.strip()):
         return value
-    kind = _KEY_KINDS.get(m.group(0).replace("_", ""), m.group(0))
     scheme, _, rest = value.strip().partition(" ")
     if kind == "authorization" and rest and scheme.isalpha():
         return f"{scheme} {placeholder(kind)}"
@@ -313,22 +474,55 @@ def _redact_value_for_key(key: str, value: str) -> str:
     return placeholder(kind)
 
 
+_LEAVES = (int, float, bool, type(None))
+
+
+def _strings(obj: Any, out: list[str]) -> None:
+    if isinstance(obj, str):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            if not isinstance(v, _LEAVES):
+                _strings(v, out)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            if not isinstance(v, _LEAVES):
+                _strings(v, out)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _walk(obj: Any, text: Callable[[str], str]) -> Any:
+    if isinstance(obj, str):
+        return text(obj)
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for k, v in obj.items():
+            if isinstance(v, _LEAVES):
+                out[k] = v
+            elif isinstance(v, str):
+                out[k] = _redact_value_for_key(str(k), text(v))
+            else:
+                out[k] = _walk(v, text)
+        return out
+    if isinstance(obj, list):
+        return [_walk(v, text) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_walk(v, text) for v in obj)
+    return obj
+
+
 def redact_obj(obj: Any) -> Any:
     """A copy of a JSON-like value with every string redacted; dict keys are kept as they are.
 
     A string under a key named like a credential (password, token, api_key, authorization, …) is
     replaced whole when it looks like one, even if it matches no known shape.
     """
-    if isinstance(obj, str):
-        return redact_text(obj)
-    if isinstance(obj, dict):
-        out: dict[Any, Any] = {}
-        for k, v in obj.items():
-            red = redact_obj(v)
-            out[k] = _redact_value_for_key(str(k), red) if isinstance(red, str) else red
-        return out
-    if isinstance(obj, list):
-        return [redact_obj(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(redact_obj(v) for v in obj)
-    return obj
+    strings: list[str] = []
+    _strings(obj, strings)
+    # One prefilter over all of the value's strings (NUL between them, so it adds no needle of its own):
+    # most payloads are a dozen short strings, and the prefilter's cost is mostly per call.
+    rules = _candidates("\x00".join(strings)) if strings else frozenset()
+    return _walk(obj, _redact_within(rules) if rules else _same)
