@@ -150,7 +150,7 @@ async def _stream(
     ended = False
     try:
         try:
-            async for chunk in upstream.chunks():
+            while chunk := await upstream.read_some():
                 events = splitter.feed(chunk)
                 if not events:
                     continue
@@ -165,6 +165,7 @@ async def _stream(
                     return
                 if out:
                     _mark_first_byte(call)
+                    # Every event of a read goes to the client in one write.
                     yield out[0] if len(out) == 1 else b"".join(out)
         except (UpstreamTimeout, UpstreamUnreachable) as e:
             timeout = isinstance(e, UpstreamTimeout)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from agenttrail.gateway.sse import SSESplitter
+from agenttrail.gateway.sse import SSESplitter, event_json
 from agenttrail.usage import Usage
 
 # -- assembling ------------------------------------------------------------------------------------
@@ -23,11 +23,11 @@ def assemble(endpoint: str, stream: bytes) -> dict[str, Any] | None:
     """The whole answer a complete stream carried, or None when it is not a complete answer."""
     events = []
     for ev in SSESplitter().feed(stream if stream.endswith(b"\n\n") else stream + b"\n\n"):
-        if ev.data == "[DONE]":
+        if ev.data == b"[DONE]":
             events.append((ev.event, None))
             continue
         try:
-            events.append((ev.event, orjson.loads(ev.data)))
+            events.append((ev.event, event_json(ev)))
         except orjson.JSONDecodeError:
             return None
     if endpoint == "messages":

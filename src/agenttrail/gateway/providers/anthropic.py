@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from agenttrail.gateway.providers.base import Endpoint, Prepared, join_url
-from agenttrail.gateway.sse import SSEEvent
+from agenttrail.gateway.sse import SSEEvent, event_json
 from agenttrail.usage import Usage
 
 
@@ -27,7 +27,7 @@ class AnthropicObserver:
         name = ev.event
         # Every event is parsed, deltas included: a garbled one must not reach the client's parser.
         try:
-            obj = orjson.loads(ev.data)
+            obj = event_json(ev)
         except orjson.JSONDecodeError:
             self.garbled = True
             self.error = f"upstream sent an unreadable {name or 'stream'} event"

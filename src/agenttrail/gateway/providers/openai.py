@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from agenttrail.gateway.providers.base import Endpoint, Prepared, join_url
-from agenttrail.gateway.sse import SSEEvent
+from agenttrail.gateway.sse import SSEEvent, event_json
 from agenttrail.usage import Usage
 
 
@@ -29,11 +29,11 @@ class ChatObserver:
 
     def on_event(self, ev: SSEEvent) -> bool:
         data = ev.data
-        if data == "[DONE]":
+        if data == b"[DONE]":
             self.complete = True
             return True
         try:
-            obj = orjson.loads(data)
+            obj = event_json(ev)
         except orjson.JSONDecodeError:
             self.garbled = True
             self.error = "upstream sent an unreadable chat completion chunk"
@@ -68,7 +68,7 @@ class ResponsesObserver:
     def on_event(self, ev: SSEEvent) -> bool:
         name = ev.event
         try:
-            obj = orjson.loads(ev.data)
+            obj = event_json(ev)
         except orjson.JSONDecodeError:
             self.garbled = True
             self.error = f"upstream sent an unreadable {name or 'responses'} event"
