@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_obj
+from agenttrail.store.bulk import by_columns, insert_rows
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
 
 SNAPSHOT_KINDS = {
@@ -64,12 +63,6 @@ def _naive(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
-def _insert_ignore(conn: Connection, table: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
     if not events:
         return IngestResult()
@@ -95,11 +88,7 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
     # One event id may repeat inside a batch too; the first one counts.
     unique = list({r["event_id"]: r for r in reversed(rows)}.values())
     with engine.begin() as conn:
-        new_ids: set[str] = set()
-        for i in range(0, len(unique), 1000):
-            chunk = unique[i : i + 1000]
-            stmt = _insert_ignore(conn, event).returning(event.c.event_id)
-            new_ids.update(conn.execute(stmt, chunk).scalars().all())
+        new_ids = set(insert_rows(conn, event, unique, ignore=True, returning=event.c.event_id))
         fresh = [e for e in events if e.event_id in new_ids]
         seen: set[str] = set()
         fresh = [e for e in fresh if not (e.event_id in seen or seen.add(e.event_id))]  # type: ignore[func-returns-value]
@@ -130,24 +119,10 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution) -> None
         elif e.kind == ev.LLM_CALL and e.payload.get("record"):
             calls.append(e)
     _sessions(conn, sessions, who)
-    _insert_rows(conn, file_change, files)
-    _insert_rows(conn, git_commit, commits, ignore=True)
+    insert_rows(conn, file_change, files)
+    insert_rows(conn, git_commit, commits, ignore=True)
     _llm_calls(conn, calls, who)
     _link_agent_sessions(conn, [e for e in sessions if e.kind == ev.SESSION_END])
-
-
-def _insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]], *, ignore: bool = False) -> None:
-    """Rows (grouped by the columns they name) in multi-row INSERTs.
-
-    On PostgreSQL RETURNING is what makes SQLAlchemy send one INSERT per page of rows rather than one
-    per row, and the statement triggers then see the page at once."""
-    pg = conn.dialect.name == "postgresql"
-    for group in _by_columns(rows):
-        stmt = _insert_ignore(conn, table) if ignore else insert(table)
-        if pg:
-            conn.execute(stmt.returning(*table.primary_key.columns), group).all()
-        else:
-            conn.execute(stmt, group)
 
 
 _SESSION_FIELDS = (
@@ -210,23 +185,13 @@ def _sessions(conn: Connection, events: list[Event], who: Attribution) -> None:
                 new[sid] = {"session_id": sid, **_start_values(e, who)}
             ends.setdefault(sid, {}).update(_end_values(e))
     rows = [{**row, **ends.get(sid, {})} for sid, row in new.items()]
-    made: set[str] = set()
-    for group in _by_columns(rows):
-        stmt = _insert_ignore(conn, agent_session).returning(agent_session.c.session_id)
-        made.update(conn.execute(stmt, group).scalars().all())
+    made = set(insert_rows(conn, agent_session, rows, ignore=True, returning=agent_session.c.session_id))
     # The rows that existed already: the start fields, then the end fields, as updates.
     for fields in (starts, ends):
         updates = [{"sid": sid, **v} for sid, v in fields.items() if sid not in made]
-        for group in _by_columns(updates):
+        for group in by_columns(updates):
             # No values(): the SET clause is the columns the parameters name.
             conn.execute(update(agent_session).where(agent_session.c.session_id == bindparam("sid")), group)
-
-
-def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(tuple(sorted(r)), []).append(r)
-    return list(groups.values())
 
 
 def _link_agent_sessions(conn: Connection, ends: list[Event]) -> None:
@@ -321,7 +286,7 @@ def _llm_calls(conn: Connection, calls: list[Event], who: Attribution) -> None:
         if request_id:
             pending[request_id] = values
     _claim_calls(conn, llm_call.c.call_id, claims)
-    _insert_rows(conn, llm_call, rows, ignore=True)
+    insert_rows(conn, llm_call, rows, ignore=True)
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

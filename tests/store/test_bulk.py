@@ -1,0 +1,57 @@
+"""Bulk inserts store what SQLAlchemy's own INSERT stores, on both databases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from agenttrail.store.bulk import insert_rows
+from agenttrail.store.database import open_engine
+from agenttrail.store.tables import event, file_change, llm_call
+
+T = datetime(2026, 5, 6, 9, 0, 0)
+
+
+def test_ignore_returns_only_the_rows_inserted(db_url: str) -> None:
+    engine = open_engine(db_url)
+    rows = [{"event_id": f"e{i}", "session_id": "s", "ts": T, "kind": "exec", "payload": "{}"} for i in range(3)]
+    with engine.begin() as conn:
+        assert sorted(insert_rows(conn, event, rows[:2], ignore=True, returning=event.c.event_id)) == ["e0", "e1"]
+        assert insert_rows(conn, event, rows, ignore=True, returning=event.c.event_id) == ["e2"]
+        assert insert_rows(conn, event, rows, ignore=True) == []
+        assert conn.execute(select(event.c.event_id).order_by(event.c.event_id)).scalars().all() == ["e0", "e1", "e2"]
+
+
+def test_values_and_times_read_back_as_sqlalchemy_wrote_them(db_url: str) -> None:
+    engine = open_engine(db_url)
+    when = [T, T.replace(microsecond=250), T.replace(second=1)]
+    with engine.begin() as conn:
+        # Costs mixing int and float, a keyword column (`binary`), and rows naming different columns.
+        insert_rows(
+            conn,
+            llm_call,
+            [
+                {"call_id": "a", "started_at": when[0], "provider": "x", "status": "ok", "cost_usd": 0},
+                {"call_id": "b", "started_at": when[1], "provider": "x", "status": "ok", "cost_usd": 0.25},
+                {"call_id": "c", "started_at": when[2], "provider": "x", "status": "ok", "stream": 1},
+            ],
+        )
+        conn.execute(
+            llm_call.insert().values(call_id="d", started_at=T.replace(microsecond=100), provider="x", status="ok")
+        )
+        insert_rows(conn, file_change, [{"session_id": "s", "path": "a", "change": "created", "binary": True}])
+        got = conn.execute(
+            select(llm_call.c.call_id, llm_call.c.started_at, llm_call.c.cost_usd, llm_call.c.stream).order_by(
+                llm_call.c.started_at
+            )
+        ).all()
+        assert [tuple(r) for r in got] == [
+            ("a", when[0], 0.0, False),
+            ("d", T.replace(microsecond=100), 0.0, False),
+            ("b", when[1], 0.25, False),
+            ("c", when[2], 0.0, True),
+        ]
+        since = conn.execute(select(llm_call.c.call_id).where(llm_call.c.started_at >= when[1])).scalars().all()
+        assert sorted(since) == ["b", "c"]
+        assert conn.execute(select(file_change.c.binary, file_change.c.lines_added)).one() == (True, 0)
