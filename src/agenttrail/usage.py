@@ -94,6 +94,8 @@ class Usage:
 
 
 def _int(v: object) -> int:
+    if type(v) is int:  # the common case first (a bool is never exactly an int)
+        return v if v > 0 else 0
     if isinstance(v, bool):
         return 0
     if isinstance(v, int):

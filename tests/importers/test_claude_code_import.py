@@ -253,3 +253,44 @@ def test_usage_only_mode_skips_events(tmp_path: Path) -> None:
 
     assert batch.events == []
     assert len(batch.calls) == 2
+
+
+def test_usage_only_reads_the_responses_and_counts_the_same_calls(tmp_path: Path) -> None:
+    t = ClaudeTranscript()
+    t.summary("Hello script")
+    _session_with_tool(t)
+    t.prompt("x" * 50_000)  # a long prompt, then a response split over lines with a growing output count
+    t.response(
+        [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "text", "text": "ok"}],
+        anthropic_usage(7, 90, cache_read=100),
+        partial_output=3,
+    )
+    t.cost_state(0.42)
+    t.prompt("and the last word")
+    path = t.write(tmp_path / "projects")
+    sub = ClaudeTranscript(session_id=t.session_id, agent_id="a1")  # early in the session
+    sub.prompt("look around")
+    sub.response([{"type": "text", "text": "seen"}], anthropic_usage(30, 8))
+    sub.write(tmp_path / "projects")
+    with path.open("ab") as f:
+        f.write(b'{"type":"user","message":{"content":"cut sh\n')  # damaged, and no usage in it
+
+    full = import_claude_code(tmp_path / "projects")
+    fast = import_claude_code(tmp_path / "projects", with_events=False)
+
+    assert fast.events == []
+    assert sorted(fast.calls, key=lambda c: c.call_id) == sorted(full.calls, key=lambda c: c.call_id)
+    assert len(fast.calls) == 4 and len(full.errors) == 1 and fast.errors == []  # that line is not read
+    (fs,), (ss,) = full.sessions, fast.sessions
+    assert (ss.cwd, ss.branch, ss.agent_version, ss.models, ss.title) == (
+        fs.cwd,
+        fs.branch,
+        fs.agent_version,
+        fs.models,
+        fs.title,
+    )
+    assert ss.agent_cost_by_run == fs.agent_cost_by_run == {"1795364981251": 0.42}
+    # The span is that of the responses: the first prompt and the last one are not read.
+    assert ss.started_at == min(c.ts for c in fast.calls) > fs.started_at
+    assert ss.ended_at is not None and fs.ended_at is not None
+    assert max(c.ts for c in fast.calls) < ss.ended_at < fs.ended_at  # the last response's last line

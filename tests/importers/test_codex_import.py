@@ -3,6 +3,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
+
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT
 from agenttrail.importers import MemoryStateStore, codex_home, find_codex_files, import_codex
 from agenttrail.importers.codex import usage_from_codex
@@ -221,3 +223,59 @@ def test_incremental_resume_keeps_context(tmp_path: Path) -> None:
     assert call.usage.input_tokens == 7
     assert call.session_id == r.session_id and call.model == "gpt-5"
     assert [e.session_id for e in second.events] == [r.session_id]
+
+
+def test_usage_only_reads_the_usage_lines_and_counts_the_same_calls(tmp_path: Path) -> None:
+    counted = CodexRollout()  # calls from token_count, repeats included
+    _rollout(counted, repeat=2)
+    counted.turn_context("gpt-5")
+    counted.user("and again")
+    counted.token_count(codex_usage(900, 100, 70))
+    counted.assistant("bye")
+    recorded = CodexRollout()  # calls from token_usage_record
+    recorded.meta(git={"commit_hash": "abc123", "branch": "dev", "repository_url": "git@github.com:o/r.git"})
+    recorded.user("hi")
+    recorded.turn_context()
+    recorded.usage_record("resp_1", codex_usage(200, 80, 30, reasoning=12))
+    recorded.token_count(codex_usage(200, 80, 30, reasoning=12))
+    recorded.assistant("hello")
+    for r in (counted, recorded):
+        r.write(tmp_path)
+
+    full = import_codex(tmp_path)
+    fast = import_codex(tmp_path, with_events=False)
+
+    assert fast.events == [] and fast.errors == full.errors == []
+    assert fast.warnings == full.warnings
+    assert sorted(fast.calls, key=lambda c: c.call_id) == sorted(full.calls, key=lambda c: c.call_id)
+    assert len(fast.calls) == 4
+    for ss in fast.sessions:
+        (fs,) = [s for s in full.sessions if s.agent_session_id == ss.agent_session_id]
+        assert (ss.cwd, ss.branch, ss.repo_url, ss.git_commit, ss.agent_version, ss.models) == (
+            fs.cwd, fs.branch, fs.repo_url, fs.git_commit, fs.agent_version, fs.models,
+        )  # fmt: skip
+        # Response items (the last line of each rollout is one) are not read: the span is the usage lines'.
+        assert fs.started_at == ss.started_at and ss.ended_at is not None and fs.ended_at is not None
+        assert ss.ended_at < fs.ended_at
+
+
+def test_usage_only_still_reads_lines_laid_out_otherwise(tmp_path: Path) -> None:
+    # Only a line shown by its first bytes to be a response item (or another event) is skipped unread.
+    r = CodexRollout()
+    r.meta()
+    r.turn_context()
+    path = r.write(tmp_path)
+    usage = codex_usage(100, 0, 10)
+    info = {"last_token_usage": usage, "total_token_usage": usage}
+    with path.open("ab") as f:  # payload before type, and an ordinal: still a token_count
+        f.write(
+            b'{"payload":{"info":%s,"type":"token_count"},"type":"event_msg","timestamp":"2026-05-04T09:00:09Z"}\n'
+            % orjson.dumps(info)
+        )
+        f.write(
+            b'{"timestamp":"2026-05-04T09:00:10Z","ordinal":7,"type":"response_item","payload":{"type":"message"}}\n'
+        )
+
+    fast = import_codex(tmp_path, with_events=False)
+
+    assert fast.total_usage() == Usage(input_tokens=100, output_tokens=10)

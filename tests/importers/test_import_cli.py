@@ -256,10 +256,15 @@ def test_usage_only_first_then_the_dialogue(tmp_path: Path) -> None:
     engine = open_engine(db)
     assert fast["calls"] == 3 and fast["events"] == 0
     assert q(engine, "SELECT calls, prompts FROM sessions") == [{"calls": 3, "prompts": 0}]
+    (responses,) = q(engine, "SELECT started_at, ended_at FROM sessions")
     # The full import reads the same files again (its own positions) and adds only the dialogue.
     full = json.loads(at("import", "claude-code", "--db", db, "--json", env=env).stdout)
     assert full["files_read"] == 2 and full["events"] > 0
     assert q(engine, "SELECT calls, prompts FROM sessions") == [{"calls": 3, "prompts": 2}]
+    # Usage only read the responses; the full import widens the span to the first prompt.
+    (whole,) = q(engine, "SELECT started_at, ended_at FROM sessions")
+    assert str(whole["started_at"]) < str(responses["started_at"])
+    assert str(whole["ended_at"]) >= str(responses["ended_at"])
     assert q(engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 3
 
 

@@ -101,14 +101,28 @@ SKIP_PREFIXES = (
 )
 
 
+# Usage only: the lines that count are `assistant` lines with usage, and the session's `summary` and
+# `cost-state` lines (written with their type first). Any line holding usage holds these bytes.
+_USAGE = b'"usage"'
+_SESSION_LINES = (b'{"type":"summary"', b'{"type":"cost-state"')
+
+
+def _cannot_count(raw: bytes) -> bool:
+    return _USAGE not in raw and not raw.startswith(_SESSION_LINES)
+
+
 class ClaudeCodeParser:
-    """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`)."""
+    """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`).
+
+    With `with_events=False` (usage only) it reads `assistant`, `summary` and `cost-state` lines and
+    nothing else: other lines are not even parsed, so a session's span is that of its responses."""
 
     skip_prefixes = SKIP_PREFIXES
 
     def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
         self.content_cap = content_cap
         self.with_events = with_events
+        self.skip_line = None if with_events else _cannot_count
         self._out = ImportBatch()
         self._batch = ImportBatch()
         self._sessions: dict[str, TranscriptSession] = {}
@@ -149,14 +163,16 @@ class ClaudeCodeParser:
         kind = obj.get("type")
         if kind == "assistant":
             self._assistant(obj)
-        elif kind == "user":
-            self._user(obj)
         elif kind == "summary":
             summary = obj.get("summary")
             if isinstance(summary, str):
                 self._session(obj).title = summary
         elif kind == "cost-state":
             self._cost_state(obj)
+        elif not self.with_events:
+            return  # usage only: no other line counts, whichever lines the byte check let through
+        elif kind == "user":
+            self._user(obj)
         elif isinstance(obj.get("sessionId"), str) and "timestamp" in obj:
             self._session(obj).see(self._ts(obj))
 
@@ -229,7 +245,7 @@ class ClaudeCodeParser:
         session = self._session(obj)
         ts = self._ts(obj)
         session.see(ts)
-        if not self.with_events or obj.get("isMeta") is True:
+        if obj.get("isMeta") is True:
             return
         sid = session.agent_session_id
         cap = self.content_cap
@@ -323,7 +339,10 @@ class ClaudeCodeParser:
         if seen is not None and seen[1] == usage_obj:
             return  # another block of the same response repeating the same usage: nothing new
         call = TranscriptCall(
-            call_id=call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}"),
+            # A later line of a known response is the same call: its id is known.
+            call_id=seen[0].call_id
+            if seen is not None
+            else call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}"),
             session_id=sid,
             agent=CLAUDE_CODE,
             provider="anthropic",

@@ -87,6 +87,22 @@ _RESPONSE_ITEM_TYPES = frozenset(
 )
 
 
+# Usage only: the lines that count are these kinds, and `event_msg` `token_count`. A line laid out as
+# Codex writes them (`{"timestamp":…,["ordinal":N,]"type":…,"payload":{…`) whose type is shown to be
+# something else is not even parsed; any other line is parsed, and ignored unless it counts.
+_USAGE_KINDS = frozenset({"session_meta", "turn_context", "token_usage_record"})
+_CANNOT_COUNT = re.compile(
+    rb'\{"timestamp":"[^"\\\n]*",(?:"ordinal":\d+,)?"type":"'
+    rb'(?:response_item"|event_msg","payload":\{"type":"(?!token_count")[^"\\\n]*")'
+)
+
+
+def _counts_usage(kind: object, payload: object) -> bool:
+    if kind in _USAGE_KINDS:
+        return True
+    return kind == "event_msg" and isinstance(payload, dict) and payload.get("type") == "token_count"
+
+
 def codex_home(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     configured = env.get("CODEX_HOME", "").strip()
@@ -167,11 +183,16 @@ def session_id_from_name(path: Path) -> str:
 
 
 class CodexParser:
-    """Parses one Codex rollout file into an ImportBatch (a `jsonl.LineParser`)."""
+    """Parses one Codex rollout file into an ImportBatch (a `jsonl.LineParser`).
+
+    With `with_events=False` (usage only) only `session_meta`, `turn_context`, `token_count` and
+    `token_usage_record` lines count; response items are not even parsed, so a session's span is that
+    of those lines."""
 
     def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
         self.content_cap = content_cap
         self.with_events = with_events
+        self.skip_line = None if with_events else _CANNOT_COUNT.match
         self._batch = ImportBatch()
         self._out = ImportBatch()
         self._path = Path()
@@ -222,6 +243,8 @@ class CodexParser:
             kind, payload = "response_item", obj  # early Codex: bare response items
         elif payload is None and kind is None and isinstance(obj.get("id"), str):
             kind, payload = "session_meta", obj  # early Codex: a bare session header first
+        if not self.with_events and not _counts_usage(kind, payload):
+            return  # usage only: no other line counts, whichever lines the byte check let through
         ts = parse_ts(obj.get("timestamp"))
         if ts is None:
             ts = self._last_ts
@@ -371,8 +394,8 @@ class CodexParser:
                     f"{list(delta)}; used last_token_usage",
                 )
             )
-        if not any(use):
-            return
+        if not any(use) or self._has_records or self._record_calls:
+            return  # with usage records in the file, they are its calls (see finish)
         call_id = stable_id(CODEX, "token_count", str(raw_ts), *(total if total is not None else use))
         if call_id not in self._count_calls:
             self._count_calls[call_id] = self._new_call(call_id, ts, usage_from_codex(use), None)

@@ -15,6 +15,8 @@ def parse_ts(value: object) -> datetime | None:
             ts = datetime.fromisoformat(value)
         except ValueError:
             return None
+        if ts.tzinfo is UTC:  # `…Z`, as both agents write it
+            return ts
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         try:

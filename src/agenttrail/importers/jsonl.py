@@ -35,7 +35,9 @@ class LineParser(Protocol):
     def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
         """One parsed line (`raw` still ends with its newline). Raise ShapeError for a wrong shape.
         A parser may also have a `skip_prefixes` tuple: complete lines starting with one of them (and
-        ending in `}`) are line types it ignores, and are not parsed at all."""
+        ending in `}`) are line types it ignores, and are not parsed at all. And it may have a
+        `skip_line(raw) -> bool` (or None): complete lines it says True for are not parsed either (the
+        usage-only mode skips lines that cannot carry usage this way, with a cheap look at the bytes)."""
 
     def finish(self) -> dict[str, Any]:
         """End of the complete lines: flush records into the batch and return the carry to persist."""
@@ -80,6 +82,7 @@ def read_file(
     lines = 0
     parser.start(path, plan.carry, batch)
     skip = getattr(parser, "skip_prefixes", ())
+    skip_line: Callable[[bytes], bool] | None = getattr(parser, "skip_line", None)
     errors = batch.errors
     feed = parser.feed
     try:
@@ -96,6 +99,8 @@ def read_file(
                 lines += 1
                 if skip and raw.startswith(skip) and raw.endswith(b"}\n"):
                     continue  # a line type the parser has no use for: not even parsed
+                if skip_line is not None and skip_line(raw):
+                    continue
                 try:
                     obj = orjson.loads(raw)
                 except orjson.JSONDecodeError:

@@ -154,12 +154,14 @@ def _session_events(s: TranscriptSession, session_id: str, first_ts: datetime | 
         kind=SESSION_END,
         ts=end,
         payload=end_payload,
-        # A new id whenever the end or the agent's own figure moved on, so ingest takes the update.
+        # A new id whenever the span or the agent's own figure moved on, so ingest takes the update (a
+        # usage-only import sees a narrower span than the full import after it).
         event_id=stable_id(
             "imported-session",
             s.agent,
             s.agent_session_id,
             "end",
+            _iso(start),
             _iso(end),
             orjson.dumps(cost).decode(),
             ",".join(s.models),
