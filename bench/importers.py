@@ -23,9 +23,11 @@ missing from the registry). This is a measurement, never a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,11 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from agenttrail.config import load_settings  # noqa: E402
+# Only what the parser needs at the top: parallel reads spawn processes that import this module again,
+# and the store and pricing (sqlalchemy, genai-prices) would cost each of them most of a second.
 from agenttrail.importers import iter_claude_code, iter_codex  # noqa: E402
-from agenttrail.importers.to_events import batch_to_events  # noqa: E402
-from agenttrail.pricing import Pricer  # noqa: E402
-from agenttrail.store.database import forget_engine  # noqa: E402
 from agenttrail.usage import Usage  # noqa: E402
 from importers.builders import T0, ClaudeTranscript, CodexRollout, anthropic_usage, codex_usage  # noqa: E402
 
@@ -155,13 +155,21 @@ class Run:
     name: str
     seconds: float
     tokens: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0  # CPU seconds of this process and its children (workers, ccusage) during the run
     note: str = ""
 
 
-def timed(fn: Callable[[], dict[str, int]]) -> tuple[float, dict[str, int]]:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def timed(fn: Callable[[], dict[str, int]]) -> tuple[float, dict[str, int], float]:
+    """Wall seconds, the result, CPU seconds. On a shared machine the wall time depends on the other
+    work; CPU time says what the run itself cost (ccusage included, as a child process)."""
+    c0, t0 = _cpu(), time.perf_counter()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, out, _cpu() - c0
 
 
 def usage_tokens(u: Usage) -> dict[str, int]:
@@ -176,6 +184,9 @@ def usage_tokens(u: Usage) -> dict[str, int]:
 
 def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int) -> dict[str, int]:
     iterate = iter_claude_code if agent == "claude-code" else iter_codex
+    from agenttrail.importers.to_events import batch_to_events
+    from agenttrail.pricing import Pricer
+
     pricer = Pricer()
     seen: set[str] = set()
     total = Usage()
@@ -191,6 +202,8 @@ def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int) -> d
 
 def agenttrail_store(agent: str, root: Path, work: Path, *, usage_only: bool = False) -> dict[str, int]:
     from agenttrail.cli.import_ import run_import
+    from agenttrail.config import load_settings
+    from agenttrail.store.database import forget_engine
 
     db = work / f"store-{agent}-{'usage' if usage_only else 'full'}.db"
     forget_engine(f"sqlite:///{db}")  # engines are cached per URL: a deleted file would live on in it
@@ -225,21 +238,20 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
     runs: list[Run] = []
     exe = args.ccusage or shutil.which("ccusage")
     if exe:
-        secs, tokens = timed(lambda: ccusage(exe, agent, root))
-        runs.append(Run("ccusage 20.0.24", secs, tokens))
+        runs.append(Run("ccusage 20.0.24", *timed(lambda: ccusage(exe, agent, root))))
     else:
         print("ccusage not found: pass --ccusage PATH", file=sys.stderr)
     for workers in sorted({1, args.workers}):
         label = "" if workers == 1 else f", {workers} processes"
-        secs, tokens = timed(lambda w=workers: agenttrail_parse(agent, root, events=False, workers=w))
-        runs.append(Run(f"agenttrail, usage only{label}", secs, tokens))
-    secs, tokens = timed(lambda: agenttrail_parse(agent, root, events=True, workers=1))
-    runs.append(Run("agenttrail, with dialogue events", secs, tokens))
+        result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=workers))
+        runs.append(Run(f"agenttrail, usage only{label}", *result))
+    result = timed(lambda: agenttrail_parse(agent, root, events=True, workers=1))
+    runs.append(Run("agenttrail, with dialogue events", *result))
     if args.store:
-        secs, tokens = timed(lambda: agenttrail_store(agent, root, work, usage_only=True))
-        runs.append(Run("`agenttrail import --usage-only` into SQLite", secs, tokens))
-        secs, tokens = timed(lambda: agenttrail_store(agent, root, work))
-        runs.append(Run("`agenttrail import` into SQLite (dialogue too)", secs, tokens))
+        result = timed(lambda: agenttrail_store(agent, root, work, usage_only=True))
+        runs.append(Run("`agenttrail import --usage-only` into SQLite", *result))
+        result = timed(lambda: agenttrail_store(agent, root, work))
+        runs.append(Run("`agenttrail import` into SQLite (dialogue too)", *result))
     return runs
 
 
@@ -248,14 +260,15 @@ def report(agent: str, size: int, runs: list[Run]) -> str:
     lines = [
         f"{agent}: {size / 1e6:.0f} MB",
         "",
-        "| run | seconds | MB/s | vs ccusage | tokens equal to ccusage |",
-        "|---|---|---|---|---|",
+        "| run | seconds | MB/s | vs ccusage | CPU seconds | vs ccusage (CPU) | tokens equal to ccusage |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         mbs = size / 1e6 / r.seconds
         ratio = f"{base.seconds / r.seconds:.2f}×" if base else "n/a"
+        cpu_ratio = f"{base.cpu / r.cpu:.2f}×" if base and r.cpu else "n/a"
         same = "—" if r is base or base is None else ("yes" if r.tokens == base.tokens else f"NO: {r.tokens}")
-        lines.append(f"| {r.name} | {r.seconds:.1f} | {mbs:.0f} | {ratio} | {same} |")
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {mbs:.0f} | {ratio} | {r.cpu:.1f} | {cpu_ratio} | {same} |")
     if base:
         lines.append("")
         lines.append(f"ccusage totals: {base.tokens}")

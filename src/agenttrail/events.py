@@ -60,7 +60,11 @@ def new_id() -> str:
 
 def stable_id(*parts: object) -> str:
     """An id derived from the identity of a fact, so reading the same fact again gives the same id."""
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass"))
+    try:
+        joined = "\x1f".join(parts)  # type: ignore[arg-type]  # all strings, the usual case
+    except TypeError:
+        joined = "\x1f".join(str(p) for p in parts)
+    h = hashlib.sha256(joined.encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:32]
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import orjson
 
-from agenttrail.importers import FileState, MemoryStateStore, StateStore, import_claude_code
+from agenttrail.importers import FileState, ImportBatch, MemoryStateStore, StateStore, import_claude_code
 from agenttrail.importers.incremental import HEAD_BYTES, plan_read
 
 from .builders import ClaudeTranscript, anthropic_usage
@@ -198,3 +199,21 @@ def test_parallel_workers_read_the_same_as_one_process(tmp_path: Path) -> None:
     assert parallel.files_skipped == serial.files_skipped == 4
     assert [s.to_dict() for s in parallel.file_states] == [s.to_dict() for s in serial.file_states]
     assert one.total_usage().input_tokens == 100
+
+
+def test_a_packed_batch_unpacks_to_the_same_records(tmp_path: Path) -> None:
+    # What workers send back: plain rows, pickled (the records themselves pickle slowly).
+    t = ClaudeTranscript()
+    t.prompt("look")
+    t.response([{"type": "text", "text": "ok"}], anthropic_usage(10, 4, cache_read=7, cache_1h=3), partial_output=1)
+    t.summary("a title")
+    path = t.write(tmp_path)
+    with path.open("ab") as f:
+        f.write(b'not json\n{"incomplete": ')
+    batch = import_claude_code(tmp_path)
+    assert batch.calls and batch.events and batch.errors and batch.warnings and batch.sessions
+
+    back = ImportBatch.unpack(pickle.loads(pickle.dumps(batch.pack())))
+
+    assert back == batch
+    assert (back.files_read, back.bytes_read, back.lines_read) == (1, batch.bytes_read, batch.lines_read)

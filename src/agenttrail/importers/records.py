@@ -20,9 +20,10 @@ the batch, so a crash between the two re-reads rather than loses lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from agenttrail.events import Event
 from agenttrail.importers.incremental import FileState, StateStore
@@ -147,6 +148,21 @@ class TranscriptSession:
         self.agent_cost_by_run.update(other.agent_cost_by_run)
 
 
+# Rows for `ImportBatch.pack`: a call's fields without its usage, then the usage's.
+_CALL_NAMES = [f.name for f in fields(TranscriptCall)]
+_USAGE_AT = _CALL_NAMES.index("usage")
+_CALL_ROW = operator.attrgetter(*(n for n in _CALL_NAMES if n != "usage"))
+_USAGE_ROW = operator.attrgetter(*(f.name for f in fields(Usage)))
+_USAGE_SIZE = len(fields(Usage))
+_SESSION_ROW = operator.attrgetter(*(f.name for f in fields(TranscriptSession)))
+_EVENT_ROW = operator.attrgetter(*(f.name for f in fields(Event)))
+
+
+def _call_from_row(row: tuple[Any, ...]) -> TranscriptCall:
+    values: list[Any] = [*row[:_USAGE_AT], Usage(*row[-_USAGE_SIZE:]), *row[_USAGE_AT:-_USAGE_SIZE]]
+    return TranscriptCall(*values)
+
+
 @dataclass(slots=True)
 class ImportBatch:
     sessions: list[TranscriptSession] = field(default_factory=list)
@@ -199,6 +215,33 @@ class ImportBatch:
         self.files_skipped += other.files_skipped
         self.bytes_read += other.bytes_read
         self.lines_read += other.lines_read
+
+    def pack(self) -> tuple[Any, ...]:
+        """The batch as rows of plain values, to send between processes: pickling the records themselves
+        (slotted dataclasses, a state dict each) costs as much as parsing them. `unpack` inverts it."""
+        return (
+            [_SESSION_ROW(x) for x in self.sessions],
+            [_EVENT_ROW(e) for e in self.events],
+            [_CALL_ROW(c) + _USAGE_ROW(c.usage) for c in self.calls],
+            [tuple(e) for e in self.errors],
+            [tuple(w) for w in self.warnings],
+            self.file_states,
+            (self.files_read, self.files_skipped, self.bytes_read, self.lines_read),
+        )
+
+    @classmethod
+    def unpack(cls, packed: tuple[Any, ...]) -> ImportBatch:
+        sessions, events, calls, errors, warnings, file_states, counts = packed
+        batch = cls(
+            sessions=[TranscriptSession(*row) for row in sessions],
+            events=[Event(*row) for row in events],
+            calls=[_call_from_row(row) for row in calls],
+            errors=[LineError(*e) for e in errors],
+            warnings=[LineError(*w) for w in warnings],
+            file_states=file_states,
+        )
+        batch.files_read, batch.files_skipped, batch.bytes_read, batch.lines_read = counts
+        return batch
 
     def total_usage(self) -> Usage:
         total = Usage()
