@@ -480,14 +480,16 @@ _LEAVES = (int, float, bool, type(None))
 def _strings(obj: Any, out: list[str]) -> None:
     if isinstance(obj, str):
         out.append(obj)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            if not isinstance(v, _LEAVES):
-                _strings(v, out)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            if not isinstance(v, _LEAVES):
-                _strings(v, out)
+        return
+    if isinstance(obj, dict):
+        obj = obj.values()
+    elif not isinstance(obj, list | tuple):
+        return
+    for v in obj:
+        if isinstance(v, str):  # most values: no call for them
+            out.append(v)
+        elif not isinstance(v, _LEAVES):
+            _strings(v, out)
 
 
 def _same(text: str) -> str:
