@@ -198,6 +198,39 @@ def test_untraced_transcript_is_a_session_of_its_own(db_url: str, tmp_path: Path
     assert one(engine, "SELECT COUNT(*) FROM llm_calls WHERE source = 'transcript'") == 2
 
 
+def _session_event(asid: str, kind: str, start: str, end: str, **details: str) -> Event:
+    payload = {"source": "imported", "agent": "codex", "agent_session_id": asid, "started_at": start, "ended_at": end}
+    return Event(
+        imported_session_id("codex", asid), kind, datetime.fromisoformat(start), {**payload, **details}, new_id()
+    )
+
+
+def test_imported_session_rows_widen_across_and_within_batches(db_url: str) -> None:
+    engine = open_engine(db_url)
+    a, b = "a-0000", "b-0000"
+    ingest(
+        engine, [_session_event(a, "session_start", "2026-05-04T10:00:05+00:00", "2026-05-04T10:00:20+00:00", cwd="/w")]
+    )
+    # One batch, several readings of each session: they fold into one row each, as one by one.
+    ingest(
+        engine,
+        [
+            _session_event(a, "session_end", "2026-05-04T10:00:00+00:00", "2026-05-04T10:00:10+00:00", branch="dev"),
+            _session_event(a, "session_end", "2026-05-04T10:00:08+00:00", "2026-05-04T10:00:30+00:00", cwd="/other"),
+            _session_event(b, "session_start", "2026-05-04T11:00:00+00:00", "2026-05-04T11:00:05+00:00", cwd="/b"),
+            _session_event(b, "session_end", "2026-05-04T10:59:00+00:00", "2026-05-04T11:00:02+00:00", branch="main"),
+        ],
+    )
+
+    got = rows(engine, "SELECT agent_session_id, started_at, ended_at, cwd, branch FROM sessions ORDER BY 1")
+    assert [
+        (r["agent_session_id"], str(r["started_at"])[:19], str(r["ended_at"])[:19], r["cwd"], r["branch"]) for r in got
+    ] == [
+        (a, "2026-05-04 10:00:00", "2026-05-04 10:00:30", "/w", "dev"),
+        (b, "2026-05-04 10:59:00", "2026-05-04 11:00:05", "/b", "main"),
+    ]
+
+
 def test_traced_session_arriving_later_takes_over_the_imported_one(db_url: str, tmp_path: Path) -> None:
     engine = open_engine(db_url)
     t = claude_session(tmp_path)

@@ -341,14 +341,17 @@ def materialise(conn: Connection, fresh: Sequence[Event], who: Attribution) -> l
     """Store what newly arrived importer events imply; return the events left for ingest's own rules."""
     rest: list[Event] = []
     calls: list[Event] = []
+    sessions: list[Event] = []
     for e in fresh:
         p = e.payload
         if e.kind in (SESSION_START, SESSION_END) and p.get("source") == IMPORTED and p.get("agent_session_id"):
-            _imported_session(conn, e, who)
+            sessions.append(e)
         elif e.kind == LLM_CALL and isinstance(p.get("record"), dict) and p["record"].get("source") in IMPORTER_SOURCES:
             calls.append(e)
         else:
             rest.append(e)
+    if sessions:
+        _imported_sessions(conn, sessions, who)
     if calls:
         _calls(conn, calls, who, {})
     return rest
@@ -426,18 +429,36 @@ def absorb(conn: Connection, session_id: str) -> int:
     return n
 
 
-def _imported_session(conn: Connection, e: Event, who: Attribution) -> None:
-    p = e.payload
-    agent, asid = str(p.get("agent") or ""), str(p["agent_session_id"])
-    start = _parse(p.get("started_at")) or naive(e.ts)
-    end = _parse(p.get("ended_at")) or naive(e.ts)
-    if end < start:
-        start, end = end, start
-    if e.session_id == imported_session_id(agent, asid):
-        _own_session(conn, e.session_id, agent, asid, start, end, p, who)
-    costs = p.get("agent_cost_by_run")
-    if isinstance(costs, dict):
-        for run, cost in costs.items():
+def _imported_sessions(conn: Connection, events: Sequence[Event], who: Attribution) -> None:
+    """Imported session_start/session_end events: each agent session's own row is made or widened, then
+    the agent's own cost figures recorded. The batch's events are folded per session first (earliest
+    start, latest end, the first value of each detail), which is what taking them one by one gives, so
+    the rows cost a few statements per batch rather than a few per event."""
+    own: dict[str, dict[str, Any]] = {}
+    costs: list[tuple[Event, str, str, datetime]] = []
+    for e in events:
+        p = e.payload
+        agent, asid = str(p.get("agent") or ""), str(p["agent_session_id"])
+        start = _parse(p.get("started_at")) or naive(e.ts)
+        end = _parse(p.get("ended_at")) or naive(e.ts)
+        if end < start:
+            start, end = end, start
+        if e.session_id == imported_session_id(agent, asid):
+            details = {k: p[k] for k in _DETAILS if isinstance(p.get(k), str) and p[k]}
+            have = own.get(e.session_id)
+            if have is None:
+                own[e.session_id] = {"agent": agent, "asid": asid, "start": start, "end": end, "details": details}
+            else:
+                have["start"] = min(have["start"], start)
+                have["end"] = max(have["end"], end)
+                for k, v in details.items():
+                    have["details"].setdefault(k, v)
+        if isinstance(p.get("agent_cost_by_run"), dict):
+            costs.append((e, agent, asid, end))
+    if own:
+        _own_sessions(conn, own, who)
+    for e, agent, asid, end in costs:
+        for run, cost in e.payload["agent_cost_by_run"].items():
             if isinstance(cost, int | float) and not isinstance(cost, bool):
                 upsert_metric(
                     conn,
@@ -452,49 +473,53 @@ def _imported_session(conn: Connection, e: Event, who: Attribution) -> None:
 _DETAILS = ("agent_version", "cwd", "repo", "repo_path", "branch", "head_before")
 
 
-def _own_session(
-    conn: Connection,
-    session_id: str,
-    agent: str,
-    asid: str,
-    start: datetime,
-    end: datetime,
-    p: dict[str, Any],
-    who: Attribution,
-) -> None:
+def _own_sessions(conn: Connection, own: dict[str, dict[str, Any]], who: Attribution) -> None:
+    """Insert the agent sessions' own rows that are missing; widen the others' span and fill the details
+    they lack."""
     s = agent_session.c
-    details = {k: p[k] for k in _DETAILS if isinstance(p.get(k), str) and p[k]}
-    values: dict[str, Any] = {
-        "session_id": session_id,
-        "started_at": start,
-        "ended_at": end,
-        "week": iso_week(start),
-        "source": IMPORTED,
-        "agent": agent,
-        "agent_session_id": asid,
-        "engineer": who.engineer,
-        "team_id": who.team_id,
-        "project_id": who.project_id,
-        "engineer_id": who.engineer_id,
-        **details,
-    }
-    stmt = _insert(conn, agent_session).values(**values).on_conflict_do_nothing().returning(s.session_id)
-    if conn.execute(stmt).first() is not None:
-        return
-    row = conn.execute(select(agent_session).where(s.session_id == session_id)).mappings().first()
-    if row is None:
-        return
-    changes: dict[str, Any] = {}
-    if row["started_at"] is None or start < row["started_at"]:
-        changes["started_at"] = start
-        changes["week"] = iso_week(start)
-    if row["ended_at"] is None or end > row["ended_at"]:
-        changes["ended_at"] = end
-    for k, v in details.items():
-        if row[k] is None:
-            changes[k] = v
-    if changes:
-        conn.execute(update(agent_session).where(s.session_id == session_id).values(**changes))
+    ids = sorted(own)
+    rows: dict[str, Any] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        for row in conn.execute(select(agent_session).where(s.session_id.in_(ids[i : i + _IN_CHUNK]))).mappings():
+            rows[row["session_id"]] = row
+    missing = [sid for sid in ids if sid not in rows]
+    if missing:
+        values = [
+            {
+                "session_id": sid,
+                "started_at": own[sid]["start"],
+                "ended_at": own[sid]["end"],
+                "week": iso_week(own[sid]["start"]),
+                "source": IMPORTED,
+                "agent": own[sid]["agent"],
+                "agent_session_id": own[sid]["asid"],
+                "engineer": who.engineer,
+                "team_id": who.team_id,
+                "project_id": who.project_id,
+                "engineer_id": who.engineer_id,
+                **{k: own[sid]["details"].get(k) for k in _DETAILS},
+            }
+            for sid in missing
+        ]
+        stmt = _insert(conn, agent_session).on_conflict_do_nothing().returning(s.session_id)
+        inserted = set(conn.execute(stmt, values).scalars().all())
+        raced = [sid for sid in missing if sid not in inserted]  # made meanwhile by another ingest
+        if raced:
+            for row in conn.execute(select(agent_session).where(s.session_id.in_(raced))).mappings():
+                rows[row["session_id"]] = row
+    for sid, row in rows.items():
+        want = own[sid]
+        changes: dict[str, Any] = {}
+        if row["started_at"] is None or want["start"] < row["started_at"]:
+            changes["started_at"] = want["start"]
+            changes["week"] = iso_week(want["start"])
+        if row["ended_at"] is None or want["end"] > row["ended_at"]:
+            changes["ended_at"] = want["end"]
+        for k, v in want["details"].items():
+            if row[k] is None:
+                changes[k] = v
+        if changes:
+            conn.execute(update(agent_session).where(s.session_id == sid).values(**changes))
 
 
 def upsert_metric(
