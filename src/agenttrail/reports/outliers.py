@@ -138,24 +138,39 @@ def _flagged_sessions(
     threshold: float,
 ) -> list[tuple[Any, ...]]:
     """Pass 2, one query: the sessions of the repos with outliers whose cost per line passes that repo's
-    bound (its smallest flagged x, a hair lower so rounding loses none), then scored exactly here."""
+    bound (its smallest flagged x, a hair lower so rounding loses none), then scored exactly here.
+
+    The repos join by plain equality (sessions without a repo are a query of their own), so PostgreSQL
+    can hash the bounds and scan once; an `OR repo IS NULL` in the join made it probe every repo's
+    sessions one repo at a time (3 s for 700 repos over a million sessions)."""
     if not rules:
         return []
     where, params = f.where(time_col="s.started_at", team_id_col="s.team_id", repo_col="s.repo")
+    where += " AND s.cost_usd > 0"
     values: list[str] = []
     bounds: dict[str, Any] = {}
     for i, (repo, (_m, _rule, bound)) in enumerate(rules.items()):
-        values.append(f"(CAST(:o_r{i} AS TEXT), CAST(:o_b{i} AS DOUBLE PRECISION))")
-        bounds[f"o_r{i}"] = None if repo == NO_REPO else repo
         bounds[f"o_b{i}"] = math.exp(bound) * (1 - 1e-9)
-    _, rows = fetch(
-        engine,
-        f"WITH bound(repo, k) AS (VALUES {', '.join(values)}) "
-        "SELECT s.session_id, s.engineer, s.repo, s.cost_usd, s.lines_changed FROM sessions s "
-        "JOIN bound b ON b.repo = s.repo OR (b.repo IS NULL AND s.repo IS NULL) "
-        f"WHERE {where} AND s.cost_usd > 0 AND s.cost_usd >= b.k * (s.lines_changed + 1)",
-        {**params, **bounds},
-    )
+        if repo != NO_REPO:
+            bounds[f"o_r{i}"] = repo
+            values.append(f"(CAST(:o_r{i} AS TEXT), CAST(:o_b{i} AS DOUBLE PRECISION))")
+    cols = "s.session_id, s.engineer, s.repo, s.cost_usd, s.lines_changed"
+    parts = []
+    if values:
+        parts.append(
+            f"SELECT {cols} FROM sessions s JOIN bound b ON b.repo = s.repo "
+            f"WHERE {where} AND s.cost_usd >= b.k * (s.lines_changed + 1)"
+        )
+    if NO_REPO in rules:
+        i = list(rules).index(NO_REPO)
+        parts.append(
+            f"SELECT {cols} FROM sessions s WHERE {where} AND s.repo IS NULL "
+            f"AND s.cost_usd >= CAST(:o_b{i} AS DOUBLE PRECISION) * (s.lines_changed + 1)"
+        )
+    sql = " UNION ALL ".join(parts)
+    if values:
+        sql = f"WITH bound(repo, k) AS (VALUES {', '.join(values)}) {sql}"
+    _, rows = fetch(engine, sql, {**params, **bounds})
     out = []
     for sid, eng, r, cost, lines in rows:
         m, z_of, _ = rules[r if r is not None else NO_REPO]
