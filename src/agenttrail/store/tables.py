@@ -433,7 +433,8 @@ pr_session = Table(
     Column("session_id", String(64), nullable=False),
     Column("how", String(20), nullable=False),  # sha | trailer
     PrimaryKeyConstraint("pr_id", "session_id"),
-    Index("ix_pr_session_session_id", "session_id"),
+    # Carries the PR id so a session's links are read from the index alone (migration 0007).
+    Index("ix_pr_session_session_pr", "session_id", "pr_id"),
 )
 
 api_token = Table(

@@ -66,6 +66,21 @@ SELECT {period} AS {label}, {_name("team", "NULLIF(d.team_id, 0)")} AS team,
 FROM {source}"""
 
 
+def _pr_sessions(dialect: str) -> str:
+    """Links with their PR's repo, number and merge time, read only by queries that ask for them (the
+    shipped report reads a million links by session). Every link's PR exists (foreign key), so this is
+    the inner join: PostgreSQL drops an unused LEFT JOIN to a primary key; SQLite 3.40 does not, so
+    there each column is a scalar subquery."""
+    if dialect == "postgresql":
+        return """
+SELECT ps.pr_id, pr.repo, pr.number, pr.merged_at, ps.session_id, ps.how
+FROM pr_session ps LEFT JOIN pull_request pr ON pr.id = ps.pr_id"""
+    pr = {c: f"(SELECT pr.{c} FROM pull_request pr WHERE pr.id = ps.pr_id)" for c in ("repo", "number", "merged_at")}
+    return f"""
+SELECT ps.pr_id, {pr["repo"]} AS repo, {pr["number"]} AS number, {pr["merged_at"]} AS merged_at, ps.session_id, ps.how
+FROM pr_session ps"""
+
+
 def _json(dialect: str, key: str) -> str:
     if dialect == "postgresql":
         return f"(e.payload::jsonb ->> '{key}')"
@@ -130,9 +145,7 @@ SELECT pr.id AS pr_id, pr.repo, pr.number, pr.title, pr.merged_at, {_day(dialect
          JOIN session_rollup r ON r.session_id = ps.session_id
          WHERE ps.pr_id = pr.id AND r.started_at IS NOT NULL AND r.merged_prs > 0), 0) AS cost_usd
 FROM pull_request pr""",
-        "pr_sessions": """
-SELECT pr.id AS pr_id, pr.repo, pr.number, pr.merged_at, ps.session_id, ps.how
-FROM pr_session ps JOIN pull_request pr ON pr.id = ps.pr_id""",
+        "pr_sessions": _pr_sessions(dialect),
         "session_models": """
 SELECT sm.session_id, NULLIF(sm.model, '') AS model, sm.calls, sm.cost_usd FROM session_model sm""",
         "daily_spend": _spend_view("d.day", "call_daily d"),
