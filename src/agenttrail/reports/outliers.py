@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Callable
-from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine
 
 from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col
-from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, mad, robust_z
+from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, mad, median, robust_z
 
 MIN_SESSIONS = 5
 MIN_PAIRS = 3
@@ -42,30 +41,32 @@ def outliers(
 ) -> Report:
     where, params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
     where += " AND cost_usd > 0"
-    # Pass 1: x for every session, computed by the database where it can (a million log() calls and
-    # tuples cost more in Python than the scan), grouped by repo in the covering index's order.
+    # Pass 1, one scan: per repo and engineer the pair's totals and every session's x, computed by the
+    # database where it can and sent as one text list per pair (a million (repo, x) rows cost more to
+    # fetch than the scan; SQLite reads them in the (repo, engineer) covering index's order). Written
+    # with 17 significant digits, so each x reads back as the same float.
     ln_in_sql = _sql_has_ln(engine)
     x_sql = "ln(cost_usd / (lines_changed + 1))" if ln_in_sql else "cost_usd / (lines_changed + 1)"
-    _, rows = fetch(engine, f"SELECT repo, {x_sql} FROM sessions WHERE {where}", params)
-    by_repo: dict[str, list[float]] = {}
-    for repo, in_repo in groupby(rows, key=itemgetter(0)):
-        by_repo.setdefault(repo if repo is not None else NO_REPO, []).extend(map(itemgetter(1), in_repo))
-    del rows
-    if not ln_in_sql:
-        by_repo = {r: [math.log(v) for v in xs] for r, xs in by_repo.items()}
+    if engine.dialect.name == "postgresql":
+        xs_sql = f"string_agg(CAST({x_sql} AS TEXT), ',')"  # shortest text that reads back exactly
+    else:
+        xs_sql = f"group_concat(printf('%.17g', {x_sql}))"
     _, pair_rows = fetch(
         engine,
-        "SELECT repo, engineer, COUNT(*), SUM(cost_usd), SUM(lines_changed) "
+        f"SELECT repo, engineer, COUNT(*), SUM(cost_usd), SUM(lines_changed), {xs_sql} "
         f"FROM sessions WHERE {where} GROUP BY repo, engineer",
         params,
+        hash_groups=True,
     )
+    by_repo: dict[str, list[float]] = {}
     pairs: dict[str, dict[str, list[float]]] = {}
-    for repo, eng, n, total, total_lines in pair_rows:
-        pairs.setdefault(repo if repo is not None else NO_REPO, {})[eng or "(unknown)"] = [
-            int(n),
-            float(total),
-            int(total_lines or 0),
-        ]
+    for repo, eng, n, total, total_lines, xs_text in pair_rows:
+        key = repo if repo is not None else NO_REPO
+        by_repo.setdefault(key, []).extend(orjson.loads(f"[{xs_text}]"))
+        pairs.setdefault(key, {})[eng or "(unknown)"] = [int(n), float(total), int(total_lines or 0)]
+    del pair_rows
+    if not ln_in_sql:
+        by_repo = {r: [math.log(v) for v in xs] for r, xs in by_repo.items()}
 
     flagged: list[tuple[Any, ...]] = []
     pair_flags: list[tuple[Any, ...]] = []
@@ -73,12 +74,16 @@ def outliers(
     rules: dict[str, tuple[float, Callable[[float], float | None], float]] = {}  # repo -> median, z rule, bound
     for repo, xs in by_repo.items():
         if len(xs) >= min_sessions:
-            zs, m, spread = robust_z(xs)
+            # As `robust_z` scores them, without a list of a million z: with a positive threshold only
+            # values above the median can pass it.
+            m = median(xs)
             assert m is not None
+            z_of, spread = _z_rule(xs, m)
             repo_rows.append((repo, len(xs), math.exp(m), spread))
-            hits = [x for x, z in zip(xs, zs, strict=True) if z is not None and z > threshold]
+            above = [x for x in xs if x > m] if threshold > 0 else xs
+            hits = [x for x in above if (z := z_of(x)) is not None and z > threshold]
             if hits:
-                rules[repo] = (m, _z_rule(xs, m), min(hits))
+                rules[repo] = (m, z_of, min(hits))
         eng_sums = pairs.get(repo, {})
         if len(eng_sums) >= min_pairs:
             names = list(eng_sums)
@@ -199,12 +204,13 @@ def _sql_has_ln(engine: Engine) -> bool:
     return _LN[key]
 
 
-def _z_rule(xs: list[float], m: float) -> Callable[[float], float | None]:
-    """z of a value by the rule `robust_z` used for its repo (MAD, or the mean-deviation fallback)."""
+def _z_rule(xs: list[float], m: float) -> tuple[Callable[[float], float | None], float]:
+    """z of a value by the rule `robust_z` uses for these values (MAD, or the mean-deviation fallback),
+    and the spread it divides by; the same arithmetic, so the same floats."""
     spread = mad(xs, m) or 0.0
     if spread > 0:
-        return lambda x: MAD_SCALE * (x - m) / spread
+        return (lambda x: MAD_SCALE * (x - m) / spread), spread
     mean_ad = sum(abs(v - m) for v in xs) / len(xs)
     if mean_ad > 0:
-        return lambda x: (x - m) / (MEAN_AD_SCALE * mean_ad)
-    return lambda x: None
+        return (lambda x: (x - m) / (MEAN_AD_SCALE * mean_ad)), mean_ad
+    return (lambda x: None), 0.0

@@ -8,7 +8,7 @@ are of sessions started in the period, plus calls in it that carry no session at
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 from sqlalchemy import Engine
 
@@ -27,12 +27,11 @@ def _stats(costs: list[float]) -> tuple[float | None, float | None]:
 def shipped(engine: Engine, f: Filters) -> Report:
     names = team_names(engine)
     pr_where, pr_params = f.where(time_col="merged_at", team_col=None)
-    _, prs = fetch(engine, f"SELECT pr_id, repo FROM pull_requests WHERE {pr_where}", pr_params)
-    pr_repo: dict[int, str] = dict(prs)
     # Each linked session's cost share by PR and team. Sessions are read first, in id order, and each
     # one's links from the (session_id, pr_id) index in the same order (CROSS JOIN fixes that order on
-    # SQLite; PostgreSQL hashes): looking sessions up from the links, in random order, was 4 s at a
-    # million sessions. Every linked session has merged_prs >= 1 (kept by trigger).
+    # SQLite; PostgreSQL merges or hashes): looking sessions up from the links, in random order, was
+    # 4 s at a million sessions. The PRs are named after grouping, in PR id order. Every linked session
+    # has merged_prs >= 1 (kept by trigger).
     link_where = ""
     if f.since is not None or f.until is not None or f.repo is not None:
         link_where += f" AND ps.pr_id IN (SELECT pr_id FROM pull_requests WHERE {pr_where})"
@@ -41,25 +40,29 @@ def shipped(engine: Engine, f: Filters) -> Report:
     _, by_id = fetch(
         engine,
         f"""
-SELECT ps.pr_id, s.team_id, COUNT(*) AS sessions, SUM(s.cost_usd / s.merged_prs) AS cost_usd
-FROM sessions s CROSS JOIN pr_sessions ps
-WHERE ps.session_id = s.session_id AND s.merged_prs > 0{link_where}
-GROUP BY ps.pr_id, s.team_id""",
+SELECT x.pr_id, p.repo, x.team_id, x.sessions, x.cost_usd FROM (
+  SELECT ps.pr_id, s.team_id, COUNT(*) AS sessions, SUM(s.cost_usd / s.merged_prs) AS cost_usd
+  FROM sessions s CROSS JOIN pr_sessions ps
+  WHERE ps.session_id = s.session_id AND s.merged_prs > 0{link_where}
+  GROUP BY ps.pr_id, s.team_id
+) x CROSS JOIN pull_requests p WHERE p.pr_id = x.pr_id""",
         {**pr_params, **({"team": f.team} if f.team is not None else {})},
+    )
+    _, prs_by_repo = fetch(
+        engine, f"SELECT repo, COUNT(*) FROM pull_requests WHERE {pr_where} GROUP BY repo", pr_params
     )
     team_costs: dict[str, list[float]] = defaultdict(list)
     team_sessions: dict[str, int] = defaultdict(int)
     pr_cost: dict[int, float] = defaultdict(float)
-    for pr_id, tid, sessions, cost in by_id:
-        if pr_id not in pr_repo:
-            continue
+    pr_repo: dict[int, str] = {}
+    for pr_id, repo, tid, sessions, cost in by_id:
+        pr_repo[pr_id] = repo
         team = names.get(tid, "(none)") if tid is not None else "(none)"
         if f.team is not None and team != f.team:
             continue
         team_costs[team].append(float(cost or 0))
         team_sessions[team] += int(sessions)
         pr_cost[pr_id] += float(cost or 0)
-    prs_by_repo = Counter(pr_repo.values()).items()
     by_team = Section(
         "by_team",
         "$ per merged PR by team",
