@@ -5,6 +5,7 @@
                             [--ingest-runs 3] [--skip-ingest] [--runs 3] [--keep] [--markdown]
     python3 bench/record.py --measure URL [--runs 3] [--markdown]
     python3 bench/record.py --ingest-into URL [--extra-days 3]
+    python3 bench/record.py --copy SQLITE_URL --into POSTGRESQL_URL
 
 1. Ingest: `seed-demo`'s organisation (a sample) through the real `store.ingest.ingest`, in batches
    of 20,000 events; events per second of ingest time, the median of `--ingest-runs` fresh databases.
@@ -18,6 +19,10 @@
    and to the busiest repo; each figure the median of `--runs` runs.
 4. `--ingest-into URL`: the real ingest into the large database, with more days of the same
    organisation before its period (what sustained ingest into a store of that size reaches).
+5. `--copy SQLITE_URL --into POSTGRESQL_URL`: the same organisation on PostgreSQL without loading it
+   again: every table's rows, roll-ups included, copied as they are (COPY, triggers off while copying;
+   the roll-ups are those SQLite's triggers computed, which tests/store holds equal to PostgreSQL's).
+   On this shared 2-core machine a load of the large organisation takes hours; a copy minutes.
 
 Prints a JSON summary, and with --markdown the table for docs/performance.md. Never a pass/fail test.
 """
@@ -363,6 +368,55 @@ def ingest_at_scale(engine: Engine, engineers: int, days: int, extra_days: int) 
     }
 
 
+def copy_sqlite_to_postgresql(src: str, dst: str, chunk: int = 100_000) -> dict[str, Any]:
+    """Every table of a SQLite store into a PostgreSQL store at the same migration, rows as they are."""
+    import sqlite3
+
+    import psycopg
+
+    from agenttrail.store.tables import metadata
+
+    t0 = time.perf_counter()
+    engine = open_engine(dst)  # the schema, migrated
+    path = src.removeprefix("sqlite:///")
+    lite = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    have = {r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    counts: dict[str, int] = {}
+    with psycopg.connect(url) as pg:
+        names = [t.name for t in metadata.sorted_tables if t.name in have and t.name != "schema_meta"]
+        for name in names:
+            pg.execute(f'ALTER TABLE "{name}" DISABLE TRIGGER USER')
+        pg.execute("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " CASCADE")
+        for table in metadata.sorted_tables:
+            if table.name not in names:
+                continue
+            cols = [c.name for c in table.columns]
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            cur = lite.execute(f'SELECT {quoted} FROM "{table.name}"')
+            n = 0
+            with pg.cursor().copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as cp:
+                while rows := cur.fetchmany(chunk):
+                    for row in rows:
+                        cp.write_row(row)
+                    n += len(rows)
+            counts[table.name] = n
+            print(f"  copied {table.name}: {n:,} rows, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            for c in table.columns:
+                if c.primary_key and c.autoincrement is not False and str(c.type) in ("INTEGER", "BIGINT"):
+                    seq = pg.execute("SELECT pg_get_serial_sequence(%s, %s)", (table.name, c.name)).fetchone()
+                    if seq and seq[0]:
+                        pg.execute(
+                            f'SELECT setval(%s, COALESCE((SELECT MAX("{c.name}") FROM "{table.name}"), 0) + 1, false)',
+                            (seq[0],),
+                        )
+        for name in names:
+            pg.execute(f'ALTER TABLE "{name}" ENABLE TRIGGER USER')
+    lite.close()
+    _vacuum(engine)
+    return {"rows": counts, "copy_s": round(time.perf_counter() - t0, 1)}
+
+
 REPORTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("adoption", {}),
     ("spend", {"by": "team"}),
@@ -450,7 +504,12 @@ def main() -> None:
         help="Ingest --extra-days more days of the large organisation into this database (the real ingest).",
     )
     ap.add_argument("--extra-days", type=int, default=3)
+    ap.add_argument("--copy", metavar="SQLITE_URL", help="Copy this SQLite store's rows (with --into).")
+    ap.add_argument("--into", metavar="POSTGRESQL_URL", help="The PostgreSQL store --copy writes to.")
     args = ap.parse_args()
+    if args.copy:
+        print(json.dumps(copy_sqlite_to_postgresql(args.copy, args.into), indent=2))
+        return
     if args.ingest_into:
         engine = open_engine(args.ingest_into)
         print(json.dumps(ingest_at_scale(engine, args.engineers, args.days, args.extra_days), indent=2))

@@ -7,10 +7,13 @@ import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agenttrail.events import Event
 from agenttrail.reports.base import Filters
-from agenttrail.reports.outliers import outliers
+from agenttrail.reports.outliers import outliers, repo_rule
+from agenttrail.reports.stats import robust_z
 from agenttrail.store.database import open_engine
 from agenttrail.store.ingest import ingest
 
@@ -55,3 +58,33 @@ def test_sessions_without_a_repo_are_scored_and_flagged(db_url: str) -> None:
     for sid, z in want.items():
         assert got[sid][-1] == pytest.approx(z)
     assert got["n-hot"][2] is None and got["a-hot"][2] == "github.com/acme/api"
+
+
+def _rule_by_robust_z(xs: list[float], threshold: float) -> tuple[float, float, float | None, list[float | None]]:
+    """What `repo_rule` must equal: `robust_z` over the values, every z computed, the smallest hit."""
+    zs, m, spread = robust_z(xs)
+    assert m is not None and spread is not None
+    above = [(x, z) for x, z in zip(xs, zs, strict=True) if (x > m if threshold > 0 else True)]
+    hits = [x for x, z in above if z is not None and z > threshold]
+    return m, spread, (min(hits) if hits else None), zs
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-12, max_value=6, allow_nan=False),
+            st.sampled_from([-3.0, -2.5, 0.0, 1.25]),  # ties, and more than half equal (MAD 0)
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([3.5, 1.0, 0.0, -0.5]),
+)
+def test_repo_rule_is_robust_z_exactly(xs: list[float], threshold: float) -> None:
+    """The per-repo rule (one sort, MAD from the two sorted halves, the first hit by bisection) gives
+    the same floats as scoring every value with `robust_z`: median, spread, each z, the bound."""
+    m, z_of, spread, first = repo_rule(list(xs), threshold)
+    want_m, want_spread, want_first, want_zs = _rule_by_robust_z(list(xs), threshold)
+    assert (m, spread, first) == (want_m, want_spread, want_first)
+    assert [z_of(x) for x in xs] == want_zs

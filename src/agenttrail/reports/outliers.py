@@ -10,16 +10,17 @@ left out (there is no spend to explain); repos with fewer than `min_sessions` se
 
 from __future__ import annotations
 
+import bisect
 import math
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Engine
 
 from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col
-from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, mad, median, robust_z
+from agenttrail.reports.stats import MAD_SCALE, MEAN_AD_SCALE, OUTLIER_Z, quantile_sorted, robust_z
 
 MIN_SESSIONS = 5
 MIN_PAIRS = 3
@@ -74,16 +75,10 @@ def outliers(
     rules: dict[str, tuple[float, Callable[[float], float | None], float]] = {}  # repo -> median, z rule, bound
     for repo, xs in by_repo.items():
         if len(xs) >= min_sessions:
-            # As `robust_z` scores them, without a list of a million z: with a positive threshold only
-            # values above the median can pass it.
-            m = median(xs)
-            assert m is not None
-            z_of, spread = _z_rule(xs, m)
+            m, z_of, spread, first_hit = repo_rule(xs, threshold)
             repo_rows.append((repo, len(xs), math.exp(m), spread))
-            above = [x for x in xs if x > m] if threshold > 0 else xs
-            hits = [x for x in above if (z := z_of(x)) is not None and z > threshold]
-            if hits:
-                rules[repo] = (m, z_of, min(hits))
+            if first_hit is not None:
+                rules[repo] = (m, z_of, first_hit)
         eng_sums = pairs.get(repo, {})
         if len(eng_sums) >= min_pairs:
             names = list(eng_sums)
@@ -204,10 +199,36 @@ def _sql_has_ln(engine: Engine) -> bool:
     return _LN[key]
 
 
-def _z_rule(xs: list[float], m: float) -> tuple[Callable[[float], float | None], float]:
-    """z of a value by the rule `robust_z` uses for these values (MAD, or the mean-deviation fallback),
-    and the spread it divides by; the same arithmetic, so the same floats."""
-    spread = mad(xs, m) or 0.0
+def repo_rule(xs: list[float], threshold: float) -> tuple[float, Callable[[float], float | None], float, float | None]:
+    """A repo's median, its z rule and spread (as `robust_z` scores these values: the same arithmetic,
+    so the same floats), and the smallest value whose z passes the threshold (None if none does).
+
+    One sort of the values; the rest without touching each value in Python again. The absolute
+    deviations are the values below the median, mirrored, and those above it: two ascending runs,
+    which a sort merges in one pass (abs(v - m) is m - v exactly for v < m: rounding is symmetric).
+    z grows with the value (a subtraction, a positive scale: both monotone in floating point), so
+    the values that pass are a tail of the sorted values, found by bisection."""
+    s = sorted(xs)
+    m = quantile_sorted(s, 0.5)
+    assert m is not None
+    split = bisect.bisect_left(s, m)
+    devs = [m - v for v in reversed(s[:split])]
+    devs += [v - m for v in s[split:]]
+    devs.sort()
+    spread = quantile_sorted(devs, 0.5) or 0.0
+    z_of, spread = _z_rule(xs, m, spread)
+    if z_of(m) is None:  # every value equal: nothing stands out
+        return m, z_of, spread, None
+    z = cast(Callable[[float], float], z_of)
+    # With a positive threshold only values above the median can pass it.
+    start = bisect.bisect_right(s, m) if threshold > 0 else 0
+    first = bisect.bisect_right(s, threshold, lo=start, key=z)
+    return m, z_of, spread, (s[first] if first < len(s) else None)
+
+
+def _z_rule(xs: list[float], m: float, spread: float) -> tuple[Callable[[float], float | None], float]:
+    """z of a value by the rule `robust_z` uses for these values given their MAD (or the mean-deviation
+    fallback, summed in the values' own order as `robust_z` sums it), and the spread it divides by."""
     if spread > 0:
         return (lambda x: MAD_SCALE * (x - m) / spread), spread
     mean_ad = sum(abs(v - m) for v in xs) / len(xs)
