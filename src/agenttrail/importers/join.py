@@ -59,6 +59,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agenttrail.events import LLM_CALL, SESSION_END, SESSION_START, Event
 from agenttrail.importers.to_events import IMPORTED, imported_session_id, is_imported_session_id
+from agenttrail.store.bulk import insert_rows
 from agenttrail.store.ingest import Attribution, iso_week
 from agenttrail.store.tables import agent_metric, agent_session, event, llm_call, session_model, session_rollup
 
@@ -637,11 +638,9 @@ def _calls(conn: Connection, events: Sequence[Event], who: Attribution, attribut
     if unmatched:
         for x in _claim_copies(conn, unmatched):
             new.pop(x.call_id, None)
-    if new:
-        rows = list(new.values())
-        stmt = _insert(conn, llm_call).on_conflict_do_nothing()
-        for i in range(0, len(rows), _IN_CHUNK):
-            conn.execute(stmt, rows[i : i + _IN_CHUNK])
+    # The store's bulk insert: on SQLite it rolls the batch up once instead of once per row (the
+    # per-row triggers were most of a usage-only import's insert time).
+    insert_rows(conn, llm_call, list(new.values()), ignore=True)
 
 
 def _row(conn: Connection, x: _Rec, who: Attribution, attribution: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -6,7 +6,9 @@
   on every execution (it caches only short queries): measured at 70% of ingest's client time.
 - SQLite: pages of a multi-row `INSERT … VALUES` (RETURNING, when the caller needs to know which rows
   were new), parameters flattened here: SQLAlchemy's per-row bind processing cost as much as SQLite's
-  own work for an event row, triggers included.
+  own work for an event row, triggers included. SQLite has only row triggers, so for a table with
+  roll-ups the insert pauses them and rolls the batch up at its end in one statement per roll-up
+  table (migration 0010; measured: ~80 µs of triggers per call row, a third of ingest's CPU).
 
 Rows are grouped by the columns they name, so a column a row leaves out takes its default.
 """
@@ -17,6 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Float, Integer, Table
+
+from agenttrail.store.rollup_pause import rollups_paused
 
 
 def insert_rows(
@@ -30,10 +34,12 @@ def insert_rows(
     """Insert `rows`; with `ignore`, a row whose key exists is skipped. Returns the `returning` column
     of the rows inserted (an empty list without `returning`)."""
     out: list[Any] = []
-    for group in by_columns(rows):
-        if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
+        for group in by_columns(rows):
             out += _unnest(conn, table, group, ignore, returning)
-        else:
+        return out
+    with rollups_paused(conn, table, rows):
+        for group in by_columns(rows):
             out += _values(conn, table, group, ignore, returning)
     return out
 

@@ -437,6 +437,16 @@ pr_session = Table(
     Index("ix_pr_session_session_pr", "session_id", "pr_id"),
 )
 
+# SQLite only in use (migration 0010): a row per table whose insert triggers a bulk insert has paused,
+# with the table's largest rowid before it; deleting the row rolls the batch up in one statement per
+# roll-up table. Empty outside a bulk insert's transaction (store/bulk.py).
+rollup_pause = Table(
+    "rollup_pause",
+    metadata,
+    Column("tbl", String(40), primary_key=True),
+    Column("after_rowid", BigInteger, nullable=False),
+)
+
 api_token = Table(
     "api_token",
     metadata,
