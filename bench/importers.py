@@ -255,10 +255,15 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
     return runs
 
 
-def report(agent: str, size: int, runs: list[Run]) -> str:
+def load_average() -> str:
+    """The 1-minute load average: on a shared machine it says how far wall times can be trusted."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def report(agent: str, size: int, runs: list[Run], load: str = "") -> str:
     base = next((r for r in runs if r.name.startswith("ccusage")), None)
     lines = [
-        f"{agent}: {size / 1e6:.0f} MB",
+        f"{agent}: {size / 1e6:.0f} MB" + (f" (load average {load} on {os.cpu_count()} cores)" if load else ""),
         "",
         "| run | seconds | MB/s | vs ccusage | CPU seconds | vs ccusage (CPU) | tokens equal to ccusage |",
         "|---|---|---|---|---|---|---|",
@@ -300,7 +305,9 @@ def main() -> None:
         # Read once so both tools start from a warm page cache.
         for f in root.rglob("*.jsonl"):
             f.read_bytes()
-        text = report(agent, size, bench(agent, root, size, args, work))
+        before = load_average()
+        runs = bench(agent, root, size, args, work)
+        text = report(agent, size, runs, f"{before} before, {load_average()} after")
         print(text + "\n", flush=True)
         out.append(text)
     if args.append_doc:

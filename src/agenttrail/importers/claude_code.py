@@ -43,6 +43,8 @@ from agenttrail.importers.records import CLAUDE_CODE, ImportBatch, TranscriptCal
 from agenttrail.usage import Usage
 
 SYNTHETIC_MODEL = "<synthetic>"
+# isinstance with a tuple: `str | list` builds a union on every line and checks it at half the speed.
+_TEXT_OR_BLOCKS = (str, list)
 
 Progress = Callable[[Path, ImportBatch], None]
 
@@ -240,7 +242,7 @@ class ClaudeCodeParser:
         if not isinstance(message, dict):
             raise ShapeError("user line without a message object")
         content = message.get("content")
-        if not isinstance(content, str | list):
+        if not isinstance(content, _TEXT_OR_BLOCKS):
             raise ShapeError("user message content is neither text nor a list of blocks")
         session = self._session(obj)
         ts = self._ts(obj)
@@ -280,7 +282,7 @@ class ClaudeCodeParser:
         if not isinstance(message, dict):
             raise ShapeError("assistant line without a message object")
         content = message.get("content")
-        if not isinstance(content, str | list):
+        if not isinstance(content, _TEXT_OR_BLOCKS):
             raise ShapeError("assistant message content is neither text nor a list of blocks")
         usage_obj = message.get("usage")
         if usage_obj is not None and not isinstance(usage_obj, dict):

@@ -145,15 +145,16 @@ def _int(v: object) -> int:
 def raw_usage(u: object) -> RawUsage | None:
     if not isinstance(u, dict):
         return None
+    get = u.get
     a, b, c, d, e = (
-        u.get(_FIELDS[0], 0),
-        u.get(_FIELDS[1], 0),
-        u.get(_FIELDS[2], 0),
-        u.get(_FIELDS[3], 0),
-        u.get(_FIELDS[4], 0),
+        get("input_tokens", 0),
+        get("cached_input_tokens", 0),
+        get("cache_write_input_tokens", 0),
+        get("output_tokens", 0),
+        get("reasoning_output_tokens", 0),
     )
-    # Plain non-negative ints, as Codex writes them (checked without a generator: a line's hot path).
-    if type(a) is type(b) is type(c) is type(d) is type(e) is int and min(a, b, c, d, e) >= 0:
+    # Plain non-negative ints, as Codex writes them (checked without a generator or min(): a hot path).
+    if type(a) is type(b) is type(c) is type(d) is type(e) is int and a >= 0 <= b and c >= 0 <= d and e >= 0:
         return a, b, c, d, e
     return (
         _int(u.get(_FIELDS[0])),
@@ -246,25 +247,27 @@ class CodexParser:
             kind, payload = "session_meta", obj  # early Codex: a bare session header first
         if not self.with_events and not _counts_usage(kind, payload):
             return  # usage only: no other line counts, whichever lines the byte check let through
-        ts = parse_ts(obj.get("timestamp"))
+        raw_ts = obj.get("timestamp")
+        ts = parse_ts(raw_ts)
         if ts is None:
             ts = self._last_ts
         else:
             self._last_ts = ts
-        if kind == "session_meta":
-            self._session_meta(_obj(payload, kind), ts)
-        elif kind == "turn_context":
-            self._turn_context(_obj(payload, kind), ts)
-        elif kind == "response_item":
-            self._response_item(_obj(payload, kind), ts, raw)
-        elif kind == "event_msg":
+        # The kinds are exclusive: the most frequent are tested first.
+        if kind == "event_msg":
             p = _obj(payload, kind)
             if p.get("type") == "token_count":
-                self._token_count(p, ts, obj.get("timestamp"), line_no)
+                self._token_count(p, ts, raw_ts, line_no)
             else:
                 self._sess().see(ts)
+        elif kind == "response_item":
+            self._response_item(_obj(payload, kind), ts, raw)
+        elif kind == "turn_context":
+            self._turn_context(_obj(payload, kind), ts)
         elif kind == "token_usage_record":
             self._usage_record(_obj(payload, kind), ts)
+        elif kind == "session_meta":
+            self._session_meta(_obj(payload, kind), ts)
         elif kind is not None:
             self._sess().see(ts)
 
@@ -380,8 +383,11 @@ class CodexParser:
         if total is not None:
             if prev is None:
                 delta = total
-            elif all(t >= q for t, q in zip(total, prev, strict=True)):
-                delta = tuple(t - q for t, q in zip(total, prev, strict=True))  # type: ignore[assignment]
+            else:  # spelled out: generators over zip cost more than the rest of the line (hot path)
+                a, b, c, d, e = total
+                qa, qb, qc, qd, qe = prev
+                if a >= qa and b >= qb and c >= qc and d >= qd and e >= qe:
+                    delta = (a - qa, b - qb, c - qc, d - qd, e - qe)
             self._prev_total = total
         use = last if last is not None else delta
         if use is None:
@@ -424,7 +430,7 @@ class CodexParser:
         if itype == "message":
             role = p.get("role")
             content = p.get("content")
-            if not isinstance(content, list | str):
+            if not isinstance(content, (list, str)):
                 raise ShapeError("message content is neither text nor a list")
             text = block_text(content)
             if role == "user":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+_NUMBER = (int, float)  # a tuple: isinstance with `int | float` is twice as slow, and this is per line
 DEFAULT_CONTENT_CAP = 16_384  # characters of a prompt, response or tool result kept in an event
 
 
@@ -18,7 +19,7 @@ def parse_ts(value: object) -> datetime | None:
         if ts.tzinfo is UTC:  # `…Z`, as both agents write it
             return ts
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, _NUMBER) and not isinstance(value, bool) and value > 0:
         try:
             return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
         except (OverflowError, OSError, ValueError):
