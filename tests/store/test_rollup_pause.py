@@ -262,7 +262,7 @@ def test_an_insert_failing_part_way_rolls_up_exactly_what_it_inserted(db_url: st
     seed=st.integers(0, 10_000),
     sessions=st.integers(1, 25),
     cuts=st.lists(st.floats(0, 1), max_size=3),
-    min_rows=st.sampled_from((1, 8, 10**9)),
+    min_rows=st.sampled_from((1, 8, 100, 10**9)),
 )
 def test_random_batches_roll_up_exactly(
     sqlite_url: str, seed: int, sessions: int, cuts: list[float], min_rows: int
@@ -295,12 +295,15 @@ def _rollup_writes(engine: Engine, rows: list[dict[str, Any]]) -> int:
 
 def test_sqlite_rolls_a_bulk_insert_up_once_and_a_small_one_row_by_row(sqlite_url: str) -> None:
     engine = open_engine(sqlite_url)
-    rows = _call_rows(100)
+    n = rollup_pause.MIN_ROWS
+    rows = _call_rows(2 * n)
     # One session, day and month: the batch writes each roll-up row once (and its pause row twice);
     # row by row, every call writes each of them.
-    assert _rollup_writes(engine, rows[:50]) <= 10
-    small = rows[50 : 50 + rollup_pause.MIN_ROWS - 1]
+    assert _rollup_writes(engine, rows[:n]) <= 10
+    small = rows[n : 2 * n - 1]
     assert _rollup_writes(engine, small) >= 3 * len(small)
+    with engine.connect() as conn:  # the row triggers are back
+        assert len(rollup_pause.row_triggers(conn, "llm_call")) == 3
     assert_rollups_exact(engine)
 
 
