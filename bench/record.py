@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -208,6 +209,11 @@ def timed(fn: Callable[[], Any], runs: int = 3) -> tuple[float, Any]:
         result = fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples), result
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (2 shared cores: every figure is read beside it)."""
+    return round(os.getloadavg()[0], 1)
 
 
 def measure_ingest(kind: str, tmp: Path, engineers: int, days: int, runs: int = 3) -> dict[str, Any]:
@@ -430,7 +436,7 @@ REPORTS: tuple[tuple[str, dict[str, str]], ...] = (
 SEED_TARGET_S, REPORT_TARGET_S = 1.0, 2.0
 
 
-def measure_queries(engine: Engine, runs: int = 3) -> dict[str, Any]:
+def measure_queries(engine: Engine, runs: int = 3, only: Sequence[str] = ()) -> dict[str, Any]:
     with engine.connect() as conn:
         week = conn.execute(text("SELECT week FROM sessions GROUP BY week ORDER BY COUNT(*) DESC LIMIT 1")).scalar()
         week_sessions = conn.execute(text("SELECT COUNT(*) FROM sessions WHERE week = :w"), {"w": week}).scalar()
@@ -443,6 +449,7 @@ def measure_queries(engine: Engine, runs: int = 3) -> dict[str, Any]:
             return len(conn.execute(text(sql)).all())
 
     out: dict[str, Any] = {"week": week, "week_sessions": week_sessions, "team": team, "repo": repo}
+    out["load_average_before"] = load_average()
     s, rows = timed(direct, runs)
     out["seed_query_s"] = round(s, 3)
     out["seed_query_rows"] = rows
@@ -461,12 +468,18 @@ def measure_queries(engine: Engine, runs: int = 3) -> dict[str, Any]:
         "30d, repo": dataclasses.replace(last30, repo=repo),
     }
     reports: dict[str, Any] = {}
+    loads: dict[str, float] = {}
     for name, opts in REPORTS:
+        if only and name not in only:
+            continue
         label = name + (f" --by {opts['by']}" if "by" in opts else "")
         for period, f in periods.items():
             s, _ = timed(partial(run_report, engine, name, f, opts), runs)
             reports[f"{label} [{period}]"] = round(s, 3)
+            loads[f"{label} [{period}]"] = load_average()
     out["reports_s"] = reports
+    out["load_average"] = loads
+    out["load_average_after"] = load_average()
     return out
 
 
@@ -474,13 +487,17 @@ def markdown(result: dict[str, Any]) -> str:
     """The figures as the table in docs/performance.md: one row per query, seconds against the target."""
     q = result["queries"]
 
-    def row(what: str, seconds: float, target: float) -> str:
-        return f"| {what} | {seconds:.3f} s | < {target:g} s | {'yes' if seconds < target else '**no**'} |"
+    loads = q.get("load_average", {})
+    start = q.get("load_average_before", "")
 
-    lines = ["| query | median of 3 | target | met |", "|---|---|---|---|"]
-    lines.append(row(f"seed's query ({q['week']}, {q['week_sessions']:,} sessions)", q["seed_query_s"], SEED_TARGET_S))
-    lines.append(row("the same through `agenttrail sql`", q["seed_query_readonly_sql_s"], SEED_TARGET_S))
-    lines += [row(f"`{name}`", s, REPORT_TARGET_S) for name, s in q["reports_s"].items()]
+    def row(what: str, seconds: float, target: float, load: Any) -> str:
+        return f"| {what} | {seconds:.3f} s | < {target:g} s | {'yes' if seconds < target else '**no**'} | {load} |"
+
+    lines = ["| query | median of runs | target | met | load average |", "|---|---|---|---|---|"]
+    seed = f"seed's query ({q['week']}, {q['week_sessions']:,} sessions)"
+    lines.append(row(seed, q["seed_query_s"], SEED_TARGET_S, start))
+    lines.append(row("the same through `agenttrail sql`", q["seed_query_readonly_sql_s"], SEED_TARGET_S, start))
+    lines += [row(f"`{name}`", s, REPORT_TARGET_S, loads.get(name, "")) for name, s in q["reports_s"].items()]
     return "\n".join(lines)
 
 
@@ -498,6 +515,7 @@ def main() -> None:
     ap.add_argument("--measure", metavar="URL", help="Only time the queries and reports on this database.")
     ap.add_argument("--runs", type=int, default=3, help="Runs of each query; the median is reported.")
     ap.add_argument("--markdown", action="store_true", help="Also print the figures as a Markdown table.")
+    ap.add_argument("--only", metavar="REPORTS", help="With --measure: only these reports (comma-separated).")
     ap.add_argument(
         "--ingest-into",
         metavar="URL",
@@ -524,7 +542,7 @@ def main() -> None:
             "sessions": n,
             "events": events,
             "sizes": table_sizes(engine),
-            "queries": measure_queries(engine, args.runs),
+            "queries": measure_queries(engine, args.runs, args.only.split(",") if args.only else ()),
         }
         print(json.dumps(out, indent=2))
         if args.markdown:
