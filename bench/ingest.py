@@ -205,6 +205,10 @@ def main() -> None:
         out["stages_cpu_us_per_event"] = {
             k: round(v / events * 1e6, 1) for k, v in sorted(stages.cpu.items(), key=lambda kv: -kv[1])
         }
+        # Wall time per stage: on PostgreSQL it holds the server's work for the stage's statements.
+        out["stages_wall_us_per_event"] = {
+            k: round(v / events * 1e6, 1) for k, v in sorted(stages.wall.items(), key=lambda kv: -kv[1])
+        }
     print(json.dumps(out, indent=2))
 
 
