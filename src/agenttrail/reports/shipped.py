@@ -35,7 +35,9 @@ def shipped(engine: Engine, f: Filters) -> Report:
     # 4 s at a million sessions. Every linked session has merged_prs >= 1 (kept by trigger).
     link_where = ""
     if f.since is not None or f.until is not None or f.repo is not None:
-        link_where += f" AND ps.pr_id IN (SELECT pr_id FROM pull_requests WHERE {pr_where})"
+        # Checked per link, never an index term: SQLite probed (session_id, pr_id) once per session
+        # and PR of the period (a million sessions x 50,000 PRs ran for minutes).
+        link_where += f" AND {scan_col(engine, 'ps.pr_id')} IN (SELECT pr_id FROM pull_requests WHERE {pr_where})"
     if f.team is not None:
         link_where += " AND s.team_id = (SELECT team_id FROM teams WHERE team = :team)"
     pairs_sql = f"""
@@ -81,11 +83,17 @@ def shipped(engine: Engine, f: Filters) -> Report:
     )
 
     s_where, s_params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
-    _, split = fetch(engine, f"SELECT merged, SUM(cost_usd) FROM sessions WHERE {s_where} GROUP BY merged", s_params)
-    by_merged = {int(m): float(c or 0) for m, c in split}
+    # Two sums in one pass, not GROUP BY merged: SQLite sorted a million rows by the CASE for it.
+    _, split = fetch(
+        engine,
+        "SELECT SUM(CASE WHEN merged = 1 THEN cost_usd END), SUM(CASE WHEN merged = 0 THEN cost_usd END) "
+        f"FROM sessions WHERE {s_where}",
+        s_params,
+    )
+    merged_cost, unmerged_cost = split[0]
     buckets: list[tuple[str, float]] = [
-        ("merged work", by_merged.get(1, 0.0)),
-        ("unmerged sessions", by_merged.get(0, 0.0)),
+        ("merged work", float(merged_cost or 0)),
+        ("unmerged sessions", float(unmerged_cost or 0)),
     ]
     if f.repo is None:
         buckets.append(("no session", _no_session(engine, f)[-1]))
