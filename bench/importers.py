@@ -23,10 +23,12 @@ missing from the registry). This is a measurement, never a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -37,13 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 # Only what the parser needs at the top: parallel reads spawn processes that import this module again,
 # and the store and pricing (sqlalchemy, genai-prices) would cost each of them most of a second.
-from agenttrail.importers import iter_claude_code, iter_codex  # noqa: E402
+from agenttrail.importers import ImportBatch, iter_claude_code, iter_codex  # noqa: E402
 from agenttrail.usage import Usage  # noqa: E402
 from importers.builders import T0, ClaudeTranscript, CodexRollout, anthropic_usage, codex_usage  # noqa: E402
 
@@ -280,6 +283,80 @@ def report(agent: str, size: int, runs: list[Run], load: str = "") -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------ where CPU goes
+
+T = TypeVar("T")
+
+# The lines a usage-only read needs, found by searching whole files instead of looking at every line.
+_NEEDLES = {
+    "claude-code": re.compile(rb'"usage"'),
+    "codex": re.compile(rb'"type":"(?:turn_context|token_count|token_usage_record|session_meta)"'),
+}
+
+
+def stages(agent: str, root: Path, size: int) -> str:
+    """CPU seconds of each step a usage-only read could take, on the generated files: the line reader's
+    (iterate the lines, the per-line byte check) against a whole-file search's (read whole, count the
+    newlines for line numbers and read positions, search the needles and slice their lines out), and
+    what both then pay (orjson on the lines that count, the parser's Python on them)."""
+    from agenttrail.importers.claude_code import ClaudeCodeParser
+    from agenttrail.importers.codex import CodexParser
+
+    files = sorted(root.rglob("*.jsonl"))
+    parser = ClaudeCodeParser(with_events=False) if agent == "claude-code" else CodexParser(with_events=False)
+    skip = parser.skip_line
+    assert skip is not None
+    rows: list[tuple[str, float]] = []
+
+    def step(name: str, fn: Callable[[], T]) -> T:
+        c0 = time.process_time()
+        out = fn()
+        rows.append((name, time.process_time() - c0))
+        return out
+
+    def lines(check: bool) -> list[bytes]:
+        kept: list[bytes] = []
+        for f in files:
+            with open(f, "rb", buffering=1 << 20) as fh:
+                kept.extend(raw for raw in fh if not (check and skip(raw)))
+        return kept
+
+    step("line reader: iterate the lines", lambda: lines(False))
+    kept = step("line reader: iterate + per-line byte check", lambda: lines(True))
+    bufs = step("whole file: read", lambda: [f.read_bytes() for f in files])
+    step("whole file: count newlines", lambda: sum(b.count(b"\n") for b in bufs))
+
+    def search() -> int:
+        n = 0
+        for b in bufs:
+            end = -1
+            for m in _NEEDLES[agent].finditer(b):
+                if m.start() > end:
+                    end = b.find(b"\n", m.start())
+                    n += len(b[b.rfind(b"\n", 0, m.start()) + 1 : end + 1])
+        return n
+
+    step("whole file: search needles, slice their lines", search)
+    import orjson
+
+    loads = orjson.loads
+    step("orjson on the lines that count", lambda: sum(1 for raw in kept if loads(raw)))
+
+    def feed() -> None:  # parsed one at a time and dropped, as the reader does (no list of them all)
+        batch = ImportBatch()
+        parser.start(files[0], {}, batch)
+        for raw in kept:
+            with contextlib.suppress(Exception):  # lines of many files fed as one: a shape may not fit
+                parser.feed(1, loads(raw), raw)
+        parser.finish()
+
+    step("orjson and the parser's Python on them (as one file)", feed)
+    out = [f"{agent}: where a usage-only read's CPU goes ({size / 1e6:.0f} MB, {len(kept)} lines that count)", ""]
+    out += ["| step | CPU seconds | per GB |", "|---|---|---|"]
+    out += [f"| {name} | {sec:.2f} | {sec * 1e9 / size:.2f} |" for name, sec in rows]
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=int, default=1024, help="size of each agent's generated transcripts")
@@ -289,6 +366,7 @@ def main() -> None:
     ap.add_argument("--store", action="store_true", help="also time the whole import into a SQLite store")
     ap.add_argument("--workdir", help="keep generated files here (reused when present)")
     ap.add_argument("--append-doc", help="append the tables to this markdown file")
+    ap.add_argument("--stages", action="store_true", help="only time the steps of a usage-only read")
     args = ap.parse_args()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="at-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -305,6 +383,11 @@ def main() -> None:
         # Read once so both tools start from a warm page cache.
         for f in root.rglob("*.jsonl"):
             f.read_bytes()
+        if args.stages:
+            text = stages(agent, root, size)
+            print(text + "\n", flush=True)
+            out.append(text)
+            continue
         before = load_average()
         runs = bench(agent, root, size, args, work)
         text = report(agent, size, runs, f"{before} before, {load_average()} after")
