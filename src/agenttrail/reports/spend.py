@@ -151,7 +151,9 @@ def _no_session(engine: Engine, f: Filters) -> list[float]:
 
 def _from_sessions(engine: Engine, f: Filters, by: str) -> list[tuple[Any, ...]]:
     col = {"session": "session_id", "day": "day", "week": "day", "month": "day"}.get(by, by)
-    where, params = f.where(time_col=scan_col(engine, "started_at"))
+    # The team by id, looked up once: the view's `team` is a name looked up per row (8.8 s for
+    # `--by repo --team T` over a million sessions on PostgreSQL).
+    where, params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
     return fetch(engine, f"SELECT {col}, {_SESSION_SUMS} FROM sessions WHERE {where} GROUP BY {col}", params)[1]
 
 
