@@ -1,7 +1,7 @@
 """Import throughput on generated transcripts, against ccusage on the same files in the same run.
 
     python3 bench/importers.py [--mb 1024] [--agents claude-code,codex] [--ccusage PATH] [--workers 1]
-                               [--store] [--workdir DIR] [--append-doc docs/performance.md]
+                               [--store] [--workdir DIR] [--append-doc docs/performance.md] [--stages]
 
 Generates Claude Code transcripts (sessions with thinking, text, tool calls and results, subagents, the
 line types Claude Code skips) and Codex rollouts (turn contexts, reasoning, function calls and outputs,
@@ -13,6 +13,10 @@ line types Claude Code skips) and Codex rollouts (turn contexts, reasoning, func
 - agenttrail's parser with the dialogue events, turned into ingest events (`to_events`), nothing stored;
 - with `--store`, the whole `agenttrail import` into a fresh SQLite store: `--usage-only` (sessions and
   priced calls), then everything (dialogue events too); both through ingest (redaction, the join).
+
+With `--stages`, nothing of the above: the CPU seconds of each step a usage-only read can take (the line
+reader's, a whole-file search's, orjson and the parsers' Python on the lines that count), which is
+where docs/performance.md's "Importers" finds the floor. The load average is printed with each table.
 
 Token totals must be equal between ccusage and agenttrail (the script says so, or says where they
 differ). Throughput is the files' size over wall time. Install ccusage with
