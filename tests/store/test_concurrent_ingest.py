@@ -1,0 +1,136 @@
+"""Two ingests at once on PostgreSQL (the server runs one per request): sessions and days they share
+end with exact roll-ups, and neither fails ("deadlock detected" before the session locks of
+`store.ingest.lock_sessions`).
+
+The interleaving that deadlocked is forced, not hoped for: each ingest stops after its event rows (which
+upsert the roll-up rows of its counted events' sessions) until the other has either got as far or is
+waiting on a lock; then both go on to their calls, which upsert the roll-up rows of the other's
+sessions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from agenttrail.events import Event
+from agenttrail.importers import join
+from agenttrail.store.database import open_engine
+from agenttrail.store.engine import make_engine
+from agenttrail.store.ingest import ingest
+
+from .test_rollup_pause import assert_rollups_exact, rollups
+
+T0 = datetime(2026, 4, 30, 23, 0, tzinfo=UTC)  # the calls cross midnight and a month's end
+SESSIONS = [f"s{i}" for i in range(6)]
+
+
+def _call(sid: str, n: int, t: datetime, team: int) -> Event:
+    record = {"call_id": f"{sid}-c{n}", "provider": "anthropic", "model": "claude-sonnet-4-5", "cost_usd": 0.25}
+    record |= {"input_tokens": 100 + n, "output_tokens": 7, "team_id": team, "source": "transcript"}
+    return Event(sid, "llm_call", t, {"record": record}, f"{sid}-call-{n}")
+
+
+def _batches(prefix: str, team: int) -> tuple[list[Event], list[Event], list[Event]]:
+    """Starts first; then batch A has the counted events of the even sessions and the calls of the odd
+    ones, batch B the other way round; both span the same two days and months."""
+    sessions = [prefix + s for s in SESSIONS]
+    starts = [Event(s, "session_start", T0, {"engineer": "e@x", "team_id": team}, f"{s}-start") for s in sessions]
+    a: list[Event] = []
+    b: list[Event] = []
+    for i, sid in enumerate(sessions):
+        for n in range(4):
+            t = T0 + timedelta(minutes=25 * n)
+            counted = Event(sid, "exec", t, {"argv": ["make"]}, f"{sid}-exec-{n}")
+            (a if i % 2 == 0 else b).append(counted)
+            (b if i % 2 == 0 else a).append(_call(sid, n, t, team))
+    a.append(Event(sessions[0], "session_end", T0 + timedelta(hours=2), {"exit_code": 0}, f"{sessions[0]}-end"))
+    b.append(Event(sessions[1], "session_end", T0 + timedelta(hours=2), {"exit_code": 1}, f"{sessions[1]}-end"))
+    return starts, a, b
+
+
+class Sender:
+    """One ingest in a thread, on an engine of its own so its backend's pid is known."""
+
+    def __init__(self, url: str, batch: list[Event]) -> None:
+        self.engine: Engine = make_engine(url)
+        self.batch = batch
+        self.pid: int | None = None
+        self.reached = threading.Event()  # its event rows are in, its transaction open
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        event.listen(self.engine, "connect", self._connected)
+
+    def _connected(self, dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        self.pid = cur.fetchone()[0]
+
+    def run(self, start: threading.Barrier) -> None:
+        try:
+            with self.engine.connect():  # its connection (and pid) before the start
+                pass
+            start.wait()
+            ingest(self.engine, self.batch)
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.done.set()
+            self.engine.dispose()
+
+
+def _waiting_on_a_lock(watch: Engine, pid: int | None) -> bool:
+    with watch.connect() as conn:
+        kind = conn.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
+    return kind == "Lock"
+
+
+def _hold_after_events(
+    monkeypatch: pytest.MonkeyPatch, senders: dict[int, tuple[Sender, Sender]], watch: Engine
+) -> None:
+    """Each ingest, once its event rows are in, waits until the other has got as far, is waiting on a
+    lock (blocked before it could), or is done."""
+    real: Callable[..., Any] = join.materialise
+
+    def held(conn: Any, fresh: Any, who: Any) -> Any:
+        me, other = senders[threading.get_ident()]
+        me.reached.set()
+        while not (other.reached.is_set() or other.done.is_set() or _waiting_on_a_lock(watch, other.pid)):
+            other.reached.wait(0.01)  # a poll of a definite condition, not a guess at a duration
+        return real(conn, fresh, who)
+
+    monkeypatch.setattr(join, "materialise", held)
+
+
+def test_two_ingests_sharing_sessions_and_days_both_succeed_with_exact_rollups(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = open_engine(pg_url)
+    starts, a, b = _batches("c-", 1)
+    ingest(engine, starts)
+    one, two = Sender(pg_url, a), Sender(pg_url, b)
+    start = threading.Barrier(3)  # the two senders, and this thread once it has named them
+    threads = [threading.Thread(target=s.run, args=(start,)) for s in (one, two)]
+    senders: dict[int, tuple[Sender, Sender]] = {}
+    _hold_after_events(monkeypatch, senders, engine)
+    for t, pair in zip(threads, ((one, two), (two, one)), strict=True):
+        t.start()
+        assert t.ident is not None
+        senders[t.ident] = pair
+    start.wait()
+    for t in threads:
+        t.join()
+    assert (one.error, two.error) == (None, None)
+    assert_rollups_exact(engine)
+    # The same events through one ingest at a time, into sessions of their own: the same roll-ups.
+    monkeypatch.undo()
+    for batch in _batches("one-", 101):
+        ingest(engine, batch)
+    assert rollups(engine, "c-") == rollups(engine, "one-", team_base=100)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM event")).scalar() == 2 * len(starts + a + b)
+        assert conn.execute(text("SELECT SUM(calls) FROM call_daily")).scalar() == 2 * len(SESSIONS) * 4
