@@ -29,13 +29,13 @@ T0 = datetime(2026, 4, 30, 23, 0, tzinfo=UTC)  # the calls cross midnight and a 
 SESSIONS = [f"s{i}" for i in range(6)]
 
 
-def _call(sid: str, n: int, t: datetime, team: int) -> Event:
+def _call(sid: str, n: int, t: datetime, team: int, source: str) -> Event:
     record = {"call_id": f"{sid}-c{n}", "provider": "anthropic", "model": "claude-sonnet-4-5", "cost_usd": 0.25}
-    record |= {"input_tokens": 100 + n, "output_tokens": 7, "team_id": team, "source": "transcript"}
+    record |= {"input_tokens": 100 + n, "output_tokens": 7, "team_id": team, "source": source}
     return Event(sid, "llm_call", t, {"record": record}, f"{sid}-call-{n}")
 
 
-def _batches(prefix: str, team: int) -> tuple[list[Event], list[Event], list[Event]]:
+def _batches(prefix: str, team: int, source: str) -> tuple[list[Event], list[Event], list[Event]]:
     """Starts first; then batch A has the counted events of the even sessions and the calls of the odd
     ones, batch B the other way round; both span the same two days and months."""
     sessions = [prefix + s for s in SESSIONS]
@@ -47,7 +47,7 @@ def _batches(prefix: str, team: int) -> tuple[list[Event], list[Event], list[Eve
             t = T0 + timedelta(minutes=25 * n)
             counted = Event(sid, "exec", t, {"argv": ["make"]}, f"{sid}-exec-{n}")
             (a if i % 2 == 0 else b).append(counted)
-            (b if i % 2 == 0 else a).append(_call(sid, n, t, team))
+            (b if i % 2 == 0 else a).append(_call(sid, n, t, team, source))
     a.append(Event(sessions[0], "session_end", T0 + timedelta(hours=2), {"exit_code": 0}, f"{sessions[0]}-end"))
     b.append(Event(sessions[1], "session_end", T0 + timedelta(hours=2), {"exit_code": 1}, f"{sessions[1]}-end"))
     return starts, a, b
@@ -106,11 +106,14 @@ def _hold_after_events(
     monkeypatch.setattr(join, "materialise", held)
 
 
+# A transcript's calls are the join's to insert (the calls' lock before the join); the others are
+# ingest's own (the lock after the sessions, file changes and commits).
+@pytest.mark.parametrize("source", ["transcript", "demo"])
 def test_two_ingests_sharing_sessions_and_days_both_succeed_with_exact_rollups(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
     engine = open_engine(pg_url)
-    starts, a, b = _batches("c-", 1)
+    starts, a, b = _batches("c-", 1, source)
     ingest(engine, starts)
     one, two = Sender(pg_url, a), Sender(pg_url, b)
     start = threading.Barrier(3)  # the two senders, and this thread once it has named them
@@ -128,7 +131,7 @@ def test_two_ingests_sharing_sessions_and_days_both_succeed_with_exact_rollups(
     assert_rollups_exact(engine)
     # The same events through one ingest at a time, into sessions of their own: the same roll-ups.
     monkeypatch.undo()
-    for batch in _batches("one-", 101):
+    for batch in _batches("one-", 101, source):
         ingest(engine, batch)
     assert rollups(engine, "c-") == rollups(engine, "one-", team_base=100)
     with engine.connect() as conn:

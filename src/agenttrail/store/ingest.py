@@ -111,17 +111,29 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         lock_sessions(conn, {e.session_id for e in sent} | {e.session_id for e in first.values()})
         new_ids = set(insert_rows(conn, event, rows, ignore=True, returning=event.c.event_id))
         fresh = [e for e in first.values() if e.event_id in new_ids]
-        if any(e.kind in _TOUCH_CALLS for e in fresh):
+        # The calls' lock as late as it can be: before the join if it may write calls, else before
+        # ingest's own calls (the sessions, file changes and commits before them still overlap).
+        locked = _join_touches_calls(fresh)
+        if locked:
             lock_call_periods(conn)
         fresh = join.materialise(conn, fresh, who)
-        _materialise(conn, fresh, who)
+        _materialise(conn, fresh, who, calls_locked=locked)
         join.after(conn, fresh)
     return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
 
 
-# Events whose materialising may write llm_call rows (insert, or the session id of stored ones): the
-# calls, and session starts and ends (agent session ids link and absorb calls stored before).
-_TOUCH_CALLS = frozenset({ev.LLM_CALL, ev.SESSION_START, ev.SESSION_END})
+def _join_touches_calls(fresh: list[Event]) -> bool:
+    """Whether `join.materialise` may write calls: an imported session's start or end (it claims and
+    relinks calls), or a transcript or OTLP call (the join inserts it)."""
+    from agenttrail.importers.join import IMPORTED, IMPORTER_SOURCES
+
+    for e in fresh:
+        if e.kind in (ev.SESSION_START, ev.SESSION_END) and e.payload.get("source") == IMPORTED:
+            return True
+        record = e.payload.get("record") if e.kind == ev.LLM_CALL else None
+        if isinstance(record, dict) and record.get("source") in IMPORTER_SOURCES:
+            return True
+    return False
 
 
 def _int4(text: str) -> int:
@@ -170,7 +182,7 @@ def lock_call_periods(conn: Connection) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_space(conn, "calls"),))
 
 
-def _materialise(conn: Connection, fresh: list[Event], who: Attribution) -> None:
+def _materialise(conn: Connection, fresh: list[Event], who: Attribution, *, calls_locked: bool = False) -> None:
     """The rows the fresh events imply, a few statements per table for the whole batch.
 
     One statement per event cost ~1 ms each (SQLAlchemy builds and caches a statement per `.values()`,
@@ -194,6 +206,8 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution) -> None
     insert_rows(conn, file_change, files)
     # In sha order: two ingests of one commit (two sessions) each wait for the other's row in one order.
     insert_rows(conn, git_commit, sorted(commits, key=itemgetter("sha")), ignore=True)
+    if (calls or sessions) and not calls_locked:  # calls, and links and absorbs of calls stored before
+        lock_call_periods(conn)
     _llm_calls(conn, calls, who)
     _link_agent_sessions(conn, [e for e in sessions if e.kind == ev.SESSION_END])
 
