@@ -1,6 +1,6 @@
 """Two ingests at once on PostgreSQL (the server runs one per request): sessions and days they share
 end with exact roll-ups, and neither fails ("deadlock detected" before the session locks of
-`store.ingest.lock_sessions`).
+`store.locks`).
 
 The interleaving that deadlocked is forced, not hoped for: each ingest stops after its event rows (which
 upsert the roll-up rows of its counted events' sessions) until the other has either got as far or is
@@ -9,6 +9,7 @@ sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from agenttrail.events import Event
+from agenttrail.gateway.recorder import Recorder
 from agenttrail.importers import join
 from agenttrail.store.database import open_engine
 from agenttrail.store.engine import make_engine
@@ -137,3 +139,72 @@ def test_two_ingests_sharing_sessions_and_days_both_succeed_with_exact_rollups(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM event")).scalar() == 2 * len(starts + a + b)
         assert conn.execute(text("SELECT SUM(calls) FROM call_daily")).scalar() == 2 * len(SESSIONS) * 4
+
+
+class RecorderSender(Sender):
+    """The gateway's recorder writing call rows in a thread, as the server's recorder task does."""
+
+    def __init__(self, url: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(url, [])
+        self.rows = rows
+
+    def run(self, start: threading.Barrier) -> None:
+        try:
+            with self.engine.connect():
+                pass
+            start.wait()
+            recorder = Recorder(self.engine, batch_size=len(self.rows), interval_s=60)
+            for row in self.rows:
+                recorder.add(row)
+            asyncio.run(recorder.flush())
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.done.set()
+            self.engine.dispose()
+
+
+def _gateway_rows(sessions: list[str], team: int) -> list[dict[str, Any]]:
+    """Gateway calls of the given sessions on the same days, team, provider and model as the batches'
+    calls, so they share the calls' period roll-up rows."""
+    return [
+        {"call_id": f"{sid}-gw{n}", "started_at": (T0 + timedelta(minutes=25 * n)).replace(tzinfo=None)}
+        | {"session_id": sid, "team_id": team, "provider": "anthropic", "model": "claude-sonnet-4-5"}
+        | {"status": "ok", "input_tokens": 50, "output_tokens": 3, "cost_usd": 0.5}
+        for sid in sessions
+        for n in range(4)
+    ]
+
+
+def test_an_ingest_and_the_gateway_recorder_on_the_same_sessions_both_succeed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest holds its counted events' (even) sessions' roll-up rows, then writes the odd sessions'
+    calls; the recorder's insert, in between, upserts roll-up rows of both. Without the recorder taking
+    ingest's locks first, PostgreSQL aborts one of them ("deadlock detected")."""
+    engine = open_engine(pg_url)
+    starts, a, _ = _batches("r-", 1, "demo")
+    ingest(engine, starts)
+    # Calls of every session but the first: the recorder's upserts (in key order) take the first odd
+    # session's row, which the ingest's calls will want, then wait for the next even one, which it holds.
+    called = sorted({e.session_id for e in starts})[1:]
+    one, gateway = Sender(pg_url, a), RecorderSender(pg_url, _gateway_rows(called, 1))
+    first, second = threading.Barrier(2), threading.Barrier(2)
+    senders: dict[int, tuple[Sender, Sender]] = {}
+    _hold_after_events(monkeypatch, senders, engine)
+    ingest_thread = threading.Thread(target=one.run, args=(first,))
+    ingest_thread.start()
+    assert ingest_thread.ident is not None
+    senders[ingest_thread.ident] = (one, gateway)
+    first.wait()
+    one.reached.wait()  # the ingest holds its sessions' rows before the recorder starts
+    recorder_thread = threading.Thread(target=gateway.run, args=(second,))
+    recorder_thread.start()
+    second.wait()
+    for t in (ingest_thread, recorder_thread):
+        t.join()
+    assert (one.error, gateway.error) == (None, None)
+    assert_rollups_exact(engine)
+    with engine.connect() as conn:
+        gateway_calls = conn.execute(text("SELECT COUNT(*) FROM llm_call WHERE call_id LIKE 'r-%gw%'")).scalar()
+    assert gateway_calls == 4 * len(called)

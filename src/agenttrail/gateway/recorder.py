@@ -16,6 +16,7 @@ from typing import Any
 from anyio import to_thread
 from sqlalchemy import Engine
 
+from agenttrail.store.locks import lock_call_periods, lock_sessions
 from agenttrail.store.tables import llm_call
 
 log = logging.getLogger("agenttrail.recorder")
@@ -80,6 +81,11 @@ class Recorder:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self._engine.begin() as conn:
+            # Ingest's locks, in ingest's order, before the insert's triggers upsert the calls' session
+            # and period roll-ups: an ingest of the same session holds its roll-up row until commit and
+            # then wants the period rows, which this insert would otherwise hold while waiting for it.
+            lock_sessions(conn, {r["session_id"] for r in batch if r.get("session_id")})
+            lock_call_periods(conn)
             conn.execute(llm_call.insert(), batch)
 
     async def _run(self) -> None:

@@ -16,7 +16,6 @@ So a re-sent batch changes nothing: only newly inserted event ids are materialis
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_obj
 from agenttrail.store.bulk import by_columns, insert_rows
+from agenttrail.store.locks import lock_call_periods, lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
 
 SNAPSHOT_KINDS = {
@@ -134,52 +134,6 @@ def _join_touches_calls(fresh: list[Event]) -> bool:
         if isinstance(record, dict) and record.get("source") in IMPORTER_SOURCES:
             return True
     return False
-
-
-def _int4(text: str) -> int:
-    return zlib.crc32(text.encode()) - 2**31
-
-
-def _lock_space(conn: Connection, what: str) -> int:
-    """An advisory lock's first key: `what` in this store. Advisory locks are the database's, and one
-    database may hold several stores (schemas): one store's ingests must not wait for another's."""
-    info = conn.connection.info
-    schema = info.get("agenttrail_schema")
-    if schema is None:
-        schema = info["agenttrail_schema"] = conn.exec_driver_sql("SELECT current_schema()").scalar()
-    return _int4(f"agenttrail {what} {schema}")
-
-
-def lock_sessions(conn: Connection, session_ids: set[str]) -> None:
-    """PostgreSQL: take the batch's session locks, in one order for every ingest, before its first write.
-
-    Each statement's roll-up trigger upserts its rows in key order, but one ingest writes a session's
-    roll-up row in several statements (its counted events, its file changes, its calls), each holding
-    the row until commit: two ingests that share sessions could each hold one the other's next statement
-    needs (PostgreSQL then aborts one: "deadlock detected"). With every session of the batch locked first,
-    in ascending order of key, an ingest waits for another only before it holds any of them. Ingests of
-    disjoint sessions (two laptops) never wait here; a hash collision only makes two wait in turn. The
-    locks end with the transaction. SQLite has one writer at a time and needs none."""
-    if conn.dialect.name != "postgresql" or not session_ids:
-        return
-    keys = sorted({_int4(s) for s in session_ids})
-    # unnest returns the array in its order; no ORDER BY (a sort could run after the calls).
-    space = _lock_space(conn, "session")
-    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k", (space, keys))
-
-
-def lock_call_periods(conn: Connection) -> None:
-    """PostgreSQL: one lock for the calls' period roll-ups (`call_daily`, `call_monthly`), taken after the
-    session locks and before the batch's first statement that may write calls.
-
-    An ingest writes those rows in up to four statements (the join's calls, a gateway call gaining its
-    session, the batch's calls, calls linked by agent session id), and their keys (day or month,
-    attribution, provider, model, whether in a session) are not known before: a stored call that gains a
-    session moves between rows. Ingests whose calls share such rows would otherwise wait on each other in
-    any order, so they take turns from here to commit; the work before (redaction, the join's lookups,
-    the event rows) still overlaps."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_space(conn, "calls"),))
 
 
 def _materialise(conn: Connection, fresh: list[Event], who: Attribution, *, calls_locked: bool = False) -> None:
