@@ -9,6 +9,7 @@ because Anthropic prices 5-minute and 1-hour writes differently; `cache_write_to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -101,5 +102,5 @@ def _int(v: object) -> int:
     if isinstance(v, int):
         return max(v, 0)
     if isinstance(v, float):
-        return max(int(v), 0)
+        return max(int(v), 0) if math.isfinite(v) else 0  # infinity has no int
     return 0

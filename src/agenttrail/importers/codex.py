@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -138,7 +139,8 @@ def _int(v: object) -> int:
     if isinstance(v, int):
         return max(v, 0)
     if isinstance(v, float):
-        return max(int(v), 0)
+        # Infinity has no int (OverflowError); JSON parsers that accept it would otherwise stop the file.
+        return max(int(v), 0) if math.isfinite(v) else 0
     return 0
 
 

@@ -41,6 +41,7 @@ import base64
 import contextlib
 import gzip
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -226,13 +227,14 @@ def _int(v: object) -> int | None:
         return int(v)
     if isinstance(v, int):
         return v
-    if isinstance(v, float):
-        return int(v)
     if isinstance(v, str):
         try:
-            return int(float(v))
+            v = float(v)
         except ValueError:
             return None
+    if isinstance(v, float):
+        # "inf" or "NaN" from a sender has no int: unreadable, as other text is, not a crash.
+        return int(v) if math.isfinite(v) else None
     return None
 
 
