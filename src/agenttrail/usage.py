@@ -52,21 +52,21 @@ class Usage:
     def from_anthropic(cls, u: dict[str, object] | None) -> Usage:
         """From an Anthropic `usage` object (message or message_delta)."""
         u = u or {}
-        write_total = _int(u.get("cache_creation_input_tokens"))
+        write_total = token_count(u.get("cache_creation_input_tokens"))
         detail = u.get("cache_creation")
         w5 = w1 = 0
         if isinstance(detail, dict):
-            w5 = _int(detail.get("ephemeral_5m_input_tokens"))
-            w1 = _int(detail.get("ephemeral_1h_input_tokens"))
+            w5 = token_count(detail.get("ephemeral_5m_input_tokens"))
+            w1 = token_count(detail.get("ephemeral_1h_input_tokens"))
         if w5 + w1 != write_total:
             # The split is absent or inconsistent: price the total at the 5-minute rate, the default TTL.
             w5, w1 = write_total, 0
         return cls(
-            input_tokens=_int(u.get("input_tokens")),
-            cache_read_tokens=_int(u.get("cache_read_input_tokens")),
+            input_tokens=token_count(u.get("input_tokens")),
+            cache_read_tokens=token_count(u.get("cache_read_input_tokens")),
             cache_write_5m_tokens=w5,
             cache_write_1h_tokens=w1,
-            output_tokens=_int(u.get("output_tokens")),
+            output_tokens=token_count(u.get("output_tokens")),
         )
 
     @classmethod
@@ -76,15 +76,15 @@ class Usage:
         subtracted here."""
         u = u or {}
         if "prompt_tokens" in u or "completion_tokens" in u:
-            prompt = _int(u.get("prompt_tokens"))
-            out = _int(u.get("completion_tokens"))
+            prompt = token_count(u.get("prompt_tokens"))
+            out = token_count(u.get("completion_tokens"))
             pdet, odet = u.get("prompt_tokens_details"), u.get("completion_tokens_details")
         else:
-            prompt = _int(u.get("input_tokens"))
-            out = _int(u.get("output_tokens"))
+            prompt = token_count(u.get("input_tokens"))
+            out = token_count(u.get("output_tokens"))
             pdet, odet = u.get("input_tokens_details"), u.get("output_tokens_details")
-        cached = _int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0
-        reasoning = _int(odet.get("reasoning_tokens")) if isinstance(odet, dict) else 0
+        cached = token_count(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0
+        reasoning = token_count(odet.get("reasoning_tokens")) if isinstance(odet, dict) else 0
         cached = min(cached, prompt)
         return cls(
             input_tokens=prompt - cached,
@@ -94,7 +94,9 @@ class Usage:
         )
 
 
-def _int(v: object) -> int:
+def token_count(v: object) -> int:
+    """A token count as a provider or a transcript wrote it: a non-negative int; anything else (a bool,
+    text, null, infinity) counts 0."""
     if type(v) is int:  # the common case first (a bool is never exactly an int)
         return v if v > 0 else 0
     if isinstance(v, bool):

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agenttrail.importers import import_codex
-from agenttrail.importers.codex import _FIELDS, _int, raw_usage, usage_from_codex
-from agenttrail.usage import Usage
+from agenttrail.importers.codex import _FIELDS, raw_usage, usage_from_codex
+from agenttrail.usage import Usage, token_count
 from importers.builders import CodexRollout
 
 RawUsage = tuple[int, int, int, int, int]
@@ -21,10 +21,10 @@ _ODD = st.one_of(st.integers(-5, 10**12), st.booleans(), st.floats(allow_nan=Fal
 
 
 def reference_raw_usage(u: object) -> RawUsage | None:
-    """`raw_usage` as written before its fast path: every field through `_int`."""
+    """`raw_usage` as written before its fast path: every field through `token_count`."""
     if not isinstance(u, dict):
         return None
-    return tuple(_int(u.get(f)) for f in _FIELDS)  # type: ignore[return-value]
+    return tuple(token_count(u.get(f)) for f in _FIELDS)  # type: ignore[return-value]
 
 
 @given(st.one_of(st.dictionaries(st.sampled_from([*_FIELDS, "total_tokens", "x"]), _ODD), _ODD))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -49,7 +48,7 @@ from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text,
 from agenttrail.importers.incremental import StateStore
 from agenttrail.importers.jsonl import ShapeError, read_files
 from agenttrail.importers.records import CODEX, ImportBatch, LineError, TranscriptCall, TranscriptSession
-from agenttrail.usage import Usage
+from agenttrail.usage import Usage, token_count
 
 Progress = Callable[[Path, ImportBatch], None]
 
@@ -133,17 +132,6 @@ def find_codex_files(path: str | os.PathLike[str] | None = None, *, env: Mapping
     return sorted(files)
 
 
-def _int(v: object) -> int:
-    if isinstance(v, bool):
-        return 0
-    if isinstance(v, int):
-        return max(v, 0)
-    if isinstance(v, float):
-        # Infinity has no int (OverflowError); JSON parsers that accept it would otherwise stop the file.
-        return max(int(v), 0) if math.isfinite(v) else 0
-    return 0
-
-
 def raw_usage(u: object) -> RawUsage | None:
     if not isinstance(u, dict):
         return None
@@ -159,11 +147,11 @@ def raw_usage(u: object) -> RawUsage | None:
     if type(a) is type(b) is type(c) is type(d) is type(e) is int and a >= 0 <= b and c >= 0 <= d and e >= 0:
         return a, b, c, d, e
     return (
-        _int(u.get(_FIELDS[0])),
-        _int(u.get(_FIELDS[1])),
-        _int(u.get(_FIELDS[2])),
-        _int(u.get(_FIELDS[3])),
-        _int(u.get(_FIELDS[4])),
+        token_count(u.get(_FIELDS[0])),
+        token_count(u.get(_FIELDS[1])),
+        token_count(u.get(_FIELDS[2])),
+        token_count(u.get(_FIELDS[3])),
+        token_count(u.get(_FIELDS[4])),
     )
 
 
@@ -223,7 +211,7 @@ class CodexParser:
         self._branch = as_str(carry.get("branch"))
         prev = carry.get("prev_total")
         self._prev_total = (
-            tuple(_int(x) for x in prev)  # type: ignore[assignment]
+            tuple(token_count(x) for x in prev)  # type: ignore[assignment]
             if isinstance(prev, list) and len(prev) == 5
             else None
         )
