@@ -77,12 +77,15 @@ class Sender:
             with self.engine.connect():  # its connection (and pid) before the start
                 pass
             start.wait()
-            ingest(self.engine, self.batch)
+            self.work()
         except BaseException as e:
             self.error = e
         finally:
             self.done.set()
             self.engine.dispose()
+
+    def work(self) -> None:
+        ingest(self.engine, self.batch)
 
 
 def _waiting_on_a_lock(watch: Engine, pid: int | None) -> bool:
@@ -106,6 +109,25 @@ def _hold_after_events(
         return real(conn, fresh, who)
 
     monkeypatch.setattr(join, "materialise", held)
+
+
+def run_in_turn(first: Sender, second: Sender, senders: dict[int, tuple[Sender, Sender]] | None = None) -> None:
+    """`first` starts and runs until it holds its rows (`reached`), then `second` starts; both run to the
+    end and neither may fail. `senders` (for `_hold_after_events`) learns first's thread and its other."""
+    go_first, go_second = threading.Barrier(2), threading.Barrier(2)
+    first_thread = threading.Thread(target=first.run, args=(go_first,))
+    first_thread.start()
+    if senders is not None:
+        assert first_thread.ident is not None
+        senders[first_thread.ident] = (first, second)
+    go_first.wait()
+    first.reached.wait()
+    second_thread = threading.Thread(target=second.run, args=(go_second,))
+    second_thread.start()
+    go_second.wait()
+    for t in (first_thread, second_thread):
+        t.join()
+    assert (first.error, second.error) == (None, None)
 
 
 # A transcript's calls are the join's to insert (the calls' lock before the join); the others are
@@ -148,20 +170,11 @@ class RecorderSender(Sender):
         super().__init__(url, [])
         self.rows = rows
 
-    def run(self, start: threading.Barrier) -> None:
-        try:
-            with self.engine.connect():
-                pass
-            start.wait()
-            recorder = Recorder(self.engine, batch_size=len(self.rows), interval_s=60)
-            for row in self.rows:
-                recorder.add(row)
-            asyncio.run(recorder.flush())
-        except BaseException as e:
-            self.error = e
-        finally:
-            self.done.set()
-            self.engine.dispose()
+    def work(self) -> None:
+        recorder = Recorder(self.engine, batch_size=len(self.rows), interval_s=60)
+        for row in self.rows:
+            recorder.add(row)
+        asyncio.run(recorder.flush())
 
 
 def _gateway_rows(sessions: list[str], team: int) -> list[dict[str, Any]]:
@@ -189,22 +202,62 @@ def test_an_ingest_and_the_gateway_recorder_on_the_same_sessions_both_succeed(
     # session's row, which the ingest's calls will want, then wait for the next even one, which it holds.
     called = sorted({e.session_id for e in starts})[1:]
     one, gateway = Sender(pg_url, a), RecorderSender(pg_url, _gateway_rows(called, 1))
-    first, second = threading.Barrier(2), threading.Barrier(2)
     senders: dict[int, tuple[Sender, Sender]] = {}
     _hold_after_events(monkeypatch, senders, engine)
-    ingest_thread = threading.Thread(target=one.run, args=(first,))
-    ingest_thread.start()
-    assert ingest_thread.ident is not None
-    senders[ingest_thread.ident] = (one, gateway)
-    first.wait()
-    one.reached.wait()  # the ingest holds its sessions' rows before the recorder starts
-    recorder_thread = threading.Thread(target=gateway.run, args=(second,))
-    recorder_thread.start()
-    second.wait()
-    for t in (ingest_thread, recorder_thread):
-        t.join()
-    assert (one.error, gateway.error) == (None, None)
+    run_in_turn(one, gateway, senders)  # the ingest holds its sessions' rows before the recorder starts
     assert_rollups_exact(engine)
     with engine.connect() as conn:
         gateway_calls = conn.execute(text("SELECT COUNT(*) FROM llm_call WHERE call_id LIKE 'r-%gw%'")).scalar()
     assert gateway_calls == 4 * len(called)
+
+
+def test_a_traced_session_taking_over_an_imported_one_while_it_is_ingested_both_succeed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A traced session's end names the agent session an import stored under its own id: its ingest
+    takes the imported session over (`join.after`) holding the calls' lock. An upload of that agent
+    session's transcript meanwhile holds the imported session's roll-up row (its counted events) and
+    waits for the calls' lock. Without the take-over's candidates locked with the batch's sessions,
+    PostgreSQL aborts one ("deadlock detected")."""
+    engine = open_engine(pg_url)
+    imported = "claude-code:asid-1"
+    agent = {"agent": "claude-code", "agent_session_id": "asid-1"}
+    start = {"source": "imported", "started_at": T0.isoformat(), **agent}
+    ingest(
+        engine,
+        [
+            Event("t-1", "session_start", T0, {"engineer": "e@x", "team_id": 1, "agent": "claude-code"}, "t-start"),
+            Event(imported, "session_start", T0, start, "i-start"),
+            Event(imported, "prompt", T0, {"text": "hi", **agent}, "i-prompt-0"),
+        ],
+    )
+    traced = Sender(pg_url, [Event("t-1", "session_end", T0 + timedelta(hours=1), {"exit_code": 0, **agent}, "t-end")])
+    record = {"call_id": "i-c1", "provider": "anthropic", "model": "claude-sonnet-4-5", "source": "transcript"}
+    upload = Sender(
+        pg_url,
+        [
+            Event(imported, "prompt", T0 + timedelta(minutes=1), {"text": "more", **agent}, "i-prompt-1"),
+            Event(
+                imported,
+                "llm_call",
+                T0 + timedelta(minutes=1),
+                {"record": {**record, "input_tokens": 5}, **agent},
+                "i-c1",
+            ),
+        ],
+    )
+    real: Callable[..., Any] = join.after
+
+    def held(conn: Any, fresh: Any) -> Any:
+        """The traced ingest, holding the calls' lock, waits until the upload is blocked or done."""
+        if conn.engine is traced.engine:
+            traced.reached.set()
+            while not (upload.done.is_set() or _waiting_on_a_lock(engine, upload.pid)):
+                upload.done.wait(0.01)  # a poll of a definite condition, not a guess at a duration
+        return real(conn, fresh)
+
+    monkeypatch.setattr(join, "after", held)
+    run_in_turn(traced, upload)
+    assert_rollups_exact(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM event WHERE session_id = 't-1'")).scalar() >= 3

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, Engine, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agenttrail.store.tables import pr_commit, pr_session, pull_request
+from agenttrail.store.locks import lock_sessions
+from agenttrail.store.tables import git_commit, pr_commit, pr_session, pull_request
 
 # Trailers may be indented or bulleted inside a squash commit's body ("* msg\n\n    Agent-Session: …").
 _TRAILER = re.compile(r"^[ \t*>-]*Agent-Session:[ \t]*([A-Za-z0-9_.:-]{1,64})[ \t]*$", re.M | re.I)
@@ -131,6 +132,7 @@ def _record_batch(engine: Engine, prs: Sequence[PullRequestFacts], result: LinkR
                 list(dict.fromkeys(pr.sessions)),
             )
     with engine.begin() as conn:
+        _lock_linked_sessions(conn, merged.values())
         keys = list(merged)
         existing: dict[tuple[str, int], Any] = {}
         for i in range(0, len(keys), 500):
@@ -186,6 +188,32 @@ def _record_batch(engine: Engine, prs: Sequence[PullRequestFacts], result: LinkR
         result.new_trailer_links += _insert_new(
             conn, pr_session, link_rows, (pr_session.c.pr_id, pr_session.c.session_id)
         )
+
+
+def _lock_linked_sessions(conn: Connection, prs: Iterable[PullRequestFacts]) -> None:
+    """PostgreSQL: take ingest's locks on the sessions this batch may link, before its first write.
+
+    A link upserts the session's `session_rollup` row (`merged_prs`), and a batch links in two
+    statements (by recorded sha through `pr_commit`'s trigger, then by trailer): holding one session's
+    row while an ingest holding another's waits for it deadlocked. Linked sessions are those named by
+    trailers and those of stored commits with the batch's shas; a commit stored after this lookup is by
+    an ingest that has committed, so its session is no longer held by one that waits on this batch."""
+    if conn.dialect.name != "postgresql":
+        return
+    sessions: set[str] = set()
+    shas: list[str] = []
+    for pr in prs:
+        sessions.update(pr.sessions)
+        shas.extend(sha for sha in pr.commits if sha)
+    shas = sorted(set(shas))
+    for i in range(0, len(shas), 1000):
+        rows = conn.execute(
+            select(git_commit.c.session_id)
+            .where(git_commit.c.sha.in_(shas[i : i + 1000]), git_commit.c.session_id.is_not(None))
+            .distinct()
+        )
+        sessions.update(rows.scalars())
+    lock_sessions(conn, sessions)
 
 
 def _insert_new(conn: Connection, table: Any, rows: list[dict[str, Any]], key: tuple[Any, Any]) -> int:

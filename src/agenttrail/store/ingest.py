@@ -108,7 +108,8 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         for e in first.values()
     ]
     with engine.begin() as conn:
-        lock_sessions(conn, {e.session_id for e in sent} | {e.session_id for e in first.values()})
+        batch_sessions = {e.session_id for e in sent} | {e.session_id for e in first.values()}
+        lock_sessions(conn, batch_sessions | _takeover_candidates(conn, list(first.values())))
         new_ids = set(insert_rows(conn, event, rows, ignore=True, returning=event.c.event_id))
         fresh = [e for e in first.values() if e.event_id in new_ids]
         # The calls' lock as late as it can be: before the join if it may write calls, else before
@@ -120,6 +121,47 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         _materialise(conn, fresh, who, calls_locked=locked)
         join.after(conn, fresh)
     return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
+
+
+def _takeover_candidates(conn: Connection, events: list[Event]) -> set[str]:
+    """PostgreSQL: the imported sessions `join.after` may take over (relink to a traced session of the
+    batch), so they are locked with the batch's own sessions, in the same order, before any write.
+
+    The take-over moves an imported session's events, calls and roll-up rows while this ingest holds the
+    calls' lock; an ingest of that imported session (a transcript upload) holding its roll-up row and
+    waiting for the calls' lock deadlocked with it. A superset of what `absorb` matches: imported sessions
+    with an agent session id or a cwd of the batch's traced sessions (from their events or stored rows).
+    One that appears after this lookup was committed by an ingest that no longer holds it."""
+    if conn.dialect.name != "postgresql":
+        return set()
+    from agenttrail.importers.to_events import IMPORTED, is_imported_session_id
+
+    traced: set[str] = set()
+    asids: set[str] = set()
+    cwds: set[str] = set()
+    for e in events:
+        if e.kind not in (ev.SESSION_START, ev.SESSION_END) or e.payload.get("source") == IMPORTED:
+            continue
+        if is_imported_session_id(e.session_id):
+            continue
+        traced.add(e.session_id)
+        for key, into in (("agent_session_id", asids), ("cwd", cwds)):
+            value = e.payload.get(key)
+            if isinstance(value, str) and value:
+                into.add(value)
+    s = agent_session.c
+    for chunk in _chunks(sorted(traced), 500):
+        for asid, cwd in conn.execute(select(s.agent_session_id, s.cwd).where(s.session_id.in_(chunk))):
+            asids.update([asid] if asid else [])
+            cwds.update([cwd] if cwd else [])
+    if not (asids or cwds):
+        return set()
+    found: set[str] = set()
+    for chunk in _chunks(sorted(asids), 500):
+        found.update(conn.scalars(select(s.session_id).where(s.source == IMPORTED, s.agent_session_id.in_(chunk))))
+    for chunk in _chunks(sorted(cwds), 500):
+        found.update(conn.scalars(select(s.session_id).where(s.source == IMPORTED, s.cwd.in_(chunk))))
+    return found
 
 
 def _join_touches_calls(fresh: list[Event]) -> bool:
