@@ -9,7 +9,8 @@ line types Claude Code skips) and Codex rollouts (turn contexts, reasoning, func
 `--mb` of each. Then, on the same files:
 
 - `ccusage` (`daily --json --offline`; `codex daily` for Codex): wall time and token totals;
-- agenttrail's parser, usage only (what ccusage computes): `iter_claude_code(..., with_events=False)`;
+- agenttrail's parser, usage only (what ccusage computes): `iter_claude_code(..., with_events=False)`,
+  with the native line scanner where it is built and, for comparison, with the plain line reader;
 - agenttrail's parser with the dialogue events, turned into ingest events (`to_events`), nothing stored;
 - with `--store`, the whole `agenttrail import` into a fresh SQLite store: `--usage-only` (sessions and
   priced calls), then everything (dialogue events too); both through ingest (redaction, the join).
@@ -43,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -189,8 +190,20 @@ def usage_tokens(u: Usage) -> dict[str, int]:
     }
 
 
-def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int) -> dict[str, int]:
+def agenttrail_parse(agent: str, root: Path, *, events: bool, workers: int, plain: bool = False) -> dict[str, int]:
+    """`plain`: the plain line reader even where the native scanner is built (one process only)."""
+    from agenttrail.importers import jsonl
+
     iterate = iter_claude_code if agent == "claude-code" else iter_codex
+    native = jsonl.NATIVE
+    jsonl.NATIVE = native and not plain
+    try:
+        return _parse(iterate, root, events=events, workers=workers)
+    finally:
+        jsonl.NATIVE = native
+
+
+def _parse(iterate: Callable[..., Any], root: Path, *, events: bool, workers: int) -> dict[str, int]:
     from agenttrail.importers.to_events import batch_to_events
     from agenttrail.pricing import Pricer
 
@@ -248,6 +261,11 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
         runs.append(Run("ccusage 20.0.24", *timed(lambda: ccusage(exe, agent, root))))
     else:
         print("ccusage not found: pass --ccusage PATH", file=sys.stderr)
+    from agenttrail.importers import jsonl
+
+    if jsonl.NATIVE:  # the reader the native scanner replaces, for comparison
+        result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=1, plain=True))
+        runs.append(Run("agenttrail, usage only, plain reader", *result))
     for workers in sorted({1, args.workers}):
         label = "" if workers == 1 else f", {workers} processes"
         result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=workers))

@@ -52,8 +52,24 @@ class Usage:
     def from_anthropic(cls, u: dict[str, object] | None) -> Usage:
         """From an Anthropic `usage` object (message or message_delta)."""
         u = u or {}
+        get = u.get
+        inp, read, write_total, out = (
+            get("input_tokens"),
+            get("cache_read_input_tokens"),
+            get("cache_creation_input_tokens", 0),
+            get("output_tokens"),
+        )
+        detail = get("cache_creation")
+        # The usual object, plain non-negative ints with a consistent TTL split, without a call per field
+        # (a transcript import builds one per response line); anything else takes the general rule below.
+        if type(inp) is type(read) is type(out) is type(write_total) is int and inp >= 0 <= read and out >= 0:
+            if type(detail) is dict:
+                w5, w1 = detail.get("ephemeral_5m_input_tokens"), detail.get("ephemeral_1h_input_tokens")
+                if type(w5) is type(w1) is int and w5 >= 0 <= w1 and w5 + w1 == write_total:
+                    return cls(inp, read, w5, w1, out)
+            elif detail is None and write_total >= 0:
+                return cls(inp, read, write_total, 0, out)
         write_total = token_count(u.get("cache_creation_input_tokens"))
-        detail = u.get("cache_creation")
         w5 = w1 = 0
         if isinstance(detail, dict):
             w5 = token_count(detail.get("ephemeral_5m_input_tokens"))

@@ -38,7 +38,7 @@ from typing import Any
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
 from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
 from agenttrail.importers.incremental import StateStore
-from agenttrail.importers.jsonl import ShapeError, read_files
+from agenttrail.importers.jsonl import NativeRule, ShapeError, read_files
 from agenttrail.importers.records import CLAUDE_CODE, ImportBatch, TranscriptCall, TranscriptSession
 from agenttrail.usage import Usage
 
@@ -113,6 +113,21 @@ def _cannot_count(raw: bytes) -> bool:
     return _USAGE not in raw and not raw.startswith(_SESSION_LINES)
 
 
+# The same checks for the native reader, and the members the usage-only parser reads (feed, _session,
+# _ts, _assistant, _call, _cost_state): the message's content only as a shape, its usage whole.
+_NATIVE = NativeRule(
+    mode=1,
+    skip_prefixes=SKIP_PREFIXES,
+    needle=_USAGE,
+    keep_prefixes=_SESSION_LINES,
+    spec={
+        **dict.fromkeys(("type", "sessionId", "timestamp", "cwd", "gitBranch", "version", "requestId", "uuid")),
+        **dict.fromkeys(("agentId", "summary", "totalCostUSD", "startTime")),
+        "message": {"model": None, "id": None, "content": 0, "usage": None},
+    },
+)
+
+
 class ClaudeCodeParser:
     """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`).
 
@@ -125,6 +140,7 @@ class ClaudeCodeParser:
         self.content_cap = content_cap
         self.with_events = with_events
         self.skip_line = None if with_events else _cannot_count
+        self.native = None if with_events else _NATIVE
         self._out = ImportBatch()
         self._batch = ImportBatch()
         self._sessions: dict[str, TranscriptSession] = {}
@@ -334,40 +350,56 @@ class ClaudeCodeParser:
         ts: datetime,
         usage_obj: dict[str, Any],
     ) -> None:
-        request_id = as_str(obj.get("requestId"))
-        message_id = as_str(message.get("id"))
+        request_id = obj.get("requestId")
+        if not (request_id and isinstance(request_id, str)):
+            request_id = None
+        message_id = message.get("id")
+        if not (message_id and isinstance(message_id, str)):
+            message_id = None
         key = (request_id, message_id) if request_id or message_id else (sid, obj.get("uuid"))
         seen = self._seen.get(key)
-        if seen is not None and seen[1] == usage_obj:
-            return  # another block of the same response repeating the same usage: nothing new
-        call = TranscriptCall(
-            # A later line of a known response is the same call: its id is known.
-            call_id=seen[0].call_id
-            if seen is not None
-            else call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}"),
-            session_id=sid,
-            agent=CLAUDE_CODE,
-            provider="anthropic",
-            model=model,
-            ts=ts,
-            usage=Usage.from_anthropic(usage_obj),
-            request_id=request_id,
-            message_id=message_id,
-            cwd=as_str(obj.get("cwd")),
-            git_branch=as_str(obj.get("gitBranch")),
-            subagent_id=as_str(obj.get("agentId")) or self._file_agent_id,
-        )
-        if seen is None:
-            have = self._calls.get(call.call_id)
-            if have is None:
-                self._calls[call.call_id] = call
-            else:
-                have.merge(call)
-                call = have
+        if seen is not None:
+            if seen[1] == usage_obj:
+                return  # another block of the same response repeating the same usage: nothing new
+            # A later line of a known response (a streamed response's final usage): fold it into the call
+            # as TranscriptCall.merge would, without building a record for it.
+            call = seen[0]
+            call.merge_usage(Usage.from_anthropic(usage_obj), ts)
+            if call.model is None:
+                call.model = model
+            if call.request_id is None:
+                call.request_id = request_id
+            if call.message_id is None:
+                call.message_id = message_id
+            if call.cwd is None:
+                call.cwd = as_str(obj.get("cwd"))
+            if call.git_branch is None:
+                call.git_branch = as_str(obj.get("gitBranch"))
+            if call.subagent_id is None:
+                call.subagent_id = as_str(obj.get("agentId")) or self._file_agent_id
             self._seen[key] = (call, usage_obj)
+            return
+        call = TranscriptCall(
+            call_id_for(request_id, message_id, f"{sid}:{obj.get('uuid')}"),
+            sid,
+            CLAUDE_CODE,
+            "anthropic",
+            model,
+            ts,
+            Usage.from_anthropic(usage_obj),
+            request_id,
+            message_id,
+            as_str(obj.get("cwd")),
+            as_str(obj.get("gitBranch")),
+            as_str(obj.get("agentId")) or self._file_agent_id,
+        )
+        have = self._calls.get(call.call_id)
+        if have is None:
+            self._calls[call.call_id] = call
         else:
-            seen[0].merge(call)
-            self._seen[key] = (seen[0], usage_obj)
+            have.merge(call)
+            call = have
+        self._seen[key] = (call, usage_obj)
 
     def _cost_state(self, obj: dict[str, Any]) -> None:
         cost = obj.get("totalCostUSD")

@@ -46,7 +46,7 @@ import orjson
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
 from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
 from agenttrail.importers.incremental import StateStore
-from agenttrail.importers.jsonl import ShapeError, read_files
+from agenttrail.importers.jsonl import NativeRule, ShapeError, read_files
 from agenttrail.importers.records import CODEX, ImportBatch, LineError, TranscriptCall, TranscriptSession
 from agenttrail.usage import Usage, token_count
 
@@ -94,6 +94,18 @@ _USAGE_KINDS = frozenset({"session_meta", "turn_context", "token_usage_record"})
 _CANNOT_COUNT = re.compile(
     rb'\{"timestamp":"[^"\\\n]*",(?:"ordinal":\d+,)?"type":"'
     rb'(?:response_item"|event_msg","payload":\{"type":"(?!token_count")[^"\\\n]*")'
+)
+
+
+# The same check for the native reader, and the members the usage-only parser reads (feed and the
+# session_meta, turn_context, token_usage_record and token_count readers; a bare early-Codex header's).
+_HEADER = ("timestamp", "type", "id", "cwd", "cli_version", "git")
+_NATIVE = NativeRule(
+    mode=2,
+    spec={
+        **dict.fromkeys(_HEADER),
+        "payload": dict.fromkeys((*_HEADER, "model", "usage", "response_id", "info")),
+    },
 )
 
 
@@ -158,15 +170,13 @@ def raw_usage(u: object) -> RawUsage | None:
 def usage_from_codex(u: RawUsage) -> Usage:
     """Codex token usage in agenttrail's convention (input excludes cache reads and writes)."""
     inp, cached, cache_write, out, reasoning = u
-    cached = min(cached, inp)
-    cache_write = min(cache_write, inp - cached)
-    return Usage(
-        input_tokens=inp - cached - cache_write,
-        cache_read_tokens=cached,
-        cache_write_5m_tokens=cache_write,
-        output_tokens=out,
-        reasoning_tokens=reasoning,
-    )
+    # Compared, not min(), and positional: one per call of a rollout (hot path).
+    if cached > inp:
+        cached = inp
+    rest = inp - cached
+    if cache_write > rest:
+        cache_write = rest
+    return Usage(rest - cache_write, cached, cache_write, 0, out, reasoning)
 
 
 def session_id_from_name(path: Path) -> str:
@@ -185,6 +195,7 @@ class CodexParser:
         self.content_cap = content_cap
         self.with_events = with_events
         self.skip_line = None if with_events else _CANNOT_COUNT.match
+        self.native = None if with_events else _NATIVE
         self._batch = ImportBatch()
         self._out = ImportBatch()
         self._path = Path()
@@ -231,11 +242,12 @@ class CodexParser:
             raise ShapeError(f"a line must be a JSON object, not {type(obj).__name__}")
         kind = obj.get("type")
         payload = obj.get("payload")
-        if payload is None and "timestamp" not in obj and kind in _RESPONSE_ITEM_TYPES:
-            kind, payload = "response_item", obj  # early Codex: bare response items
-        elif payload is None and kind is None and isinstance(obj.get("id"), str):
-            kind, payload = "session_meta", obj  # early Codex: a bare session header first
-        if not self.with_events and not _counts_usage(kind, payload):
+        if payload is None:
+            if "timestamp" not in obj and kind in _RESPONSE_ITEM_TYPES:
+                kind, payload = "response_item", obj  # early Codex: bare response items
+            elif kind is None and isinstance(obj.get("id"), str):
+                kind, payload = "session_meta", obj  # early Codex: a bare session header first
+        if not self.with_events and kind not in _USAGE_KINDS and not _counts_usage(kind, payload):
             return  # usage only: no other line counts, whichever lines the byte check let through
         raw_ts = obj.get("timestamp")
         ts = parse_ts(raw_ts)
@@ -324,17 +336,9 @@ class CodexParser:
                 s.cwd = cwd
 
     def _new_call(self, call_id: str, ts: datetime, usage: Usage, request_id: str | None) -> TranscriptCall:
+        # Positional, in TranscriptCall's field order (message_id is None for OpenAI): one per call.
         return TranscriptCall(
-            call_id=call_id,
-            session_id=self._sid,
-            agent=CODEX,
-            provider="openai",
-            model=self._model,
-            ts=ts,
-            usage=usage,
-            request_id=request_id,
-            cwd=self._cwd,
-            git_branch=self._branch,
+            call_id, self._sid, CODEX, "openai", self._model, ts, usage, request_id, None, self._cwd, self._branch
         )
 
     def _usage_record(self, p: dict[str, Any], ts: datetime) -> None:

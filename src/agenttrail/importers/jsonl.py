@@ -2,6 +2,10 @@
 
 `read_file` drives one file through a `LineParser`: it resumes where the state store says, reads complete
 lines one at a time (never the whole file), parses each with orjson, and hands objects to the parser.
+A usage-only parser may name a `NativeRule`: then, where the native scanner (`_scan.c`, built at install
+time) is present, it walks the lines of each chunk, drops those the parser's byte checks would drop,
+and builds only the parts of the others the parser reads; a line it is not sure of goes to orjson as
+before (docs/importers.md, "The native reader").
 A line that is not JSON, not UTF-8, or not the shape the parser expects is recorded in
 `ImportBatch.errors` with its file and line number, and reading goes on: damaged input never stops an
 import. A last line without its newline is not consumed; it is read by the next import once complete.
@@ -13,15 +17,41 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
 from agenttrail.importers.incremental import FileState, MemoryStateStore, StateStore, new_state, plan_read, state_key
 from agenttrail.importers.records import ImportBatch, LineError
 
+try:  # compiled at install time by hatch_build.py; without a C compiler the plain reader does it all
+    from agenttrail.importers import _scan
+except ImportError:  # pragma: no cover - depends on the machine that installed the package
+    _scan = None  # type: ignore[assignment]
+
 _BUFFER = 1 << 20
+_CHUNK = 4 << 20  # the native reader's read size: a line longer than this grows the buffer
+# Whether read_file uses the native scanner for parsers that name a NativeRule (tests compare both).
+NATIVE = _scan is not None
+
+
+@dataclass(frozen=True)
+class NativeRule:
+    """What the native scanner must do for a usage-only parser, the same as its Python byte checks.
+
+    `mode` 1: skip a line starting with one of `skip_prefixes` and ending in `}` (the reader's
+    `skip_prefixes` rule), then one holding neither `needle` nor a start in `keep_prefixes` (Claude
+    Code's `_cannot_count`). `mode` 2: skip a line Codex's `_CANNOT_COUNT` pattern matches. `spec` names
+    the members to build: `None` the whole value, a dict the named members of an object (any other
+    value whole), `0` a placeholder of the value's type for a string or array (`""`, `[]`)."""
+
+    mode: int
+    spec: dict[str, Any]
+    skip_prefixes: tuple[bytes, ...] = ()
+    needle: bytes | None = None
+    keep_prefixes: tuple[bytes, ...] = ()
 
 
 class ShapeError(ValueError):
@@ -37,7 +67,9 @@ class LineParser(Protocol):
         A parser may also have a `skip_prefixes` tuple: complete lines starting with one of them (and
         ending in `}`) are line types it ignores, and are not parsed at all. And it may have a
         `skip_line(raw) -> bool` (or None): complete lines it says True for are not parsed either (the
-        usage-only mode skips lines that cannot carry usage this way, with a cheap look at the bytes)."""
+        usage-only mode skips lines that cannot carry usage this way, with a cheap look at the bytes).
+        A parser with a `native` NativeRule gets, for the lines the native scanner was sure of, a dict
+        holding only the members the rule's spec names, and `raw` empty: it must read nothing else."""
 
     def finish(self) -> dict[str, Any]:
         """End of the complete lines: flush records into the batch and return the carry to persist."""
@@ -81,46 +113,120 @@ def read_file(
     offset, line_no = plan.start, plan.line_no
     lines = 0
     parser.start(path, plan.carry, batch)
-    skip = getattr(parser, "skip_prefixes", ())
-    skip_line: Callable[[bytes], bool] | None = getattr(parser, "skip_line", None)
-    errors = batch.errors
-    feed = parser.feed
+    native: NativeRule | None = getattr(parser, "native", None)
     try:
         with open(path, "rb", buffering=_BUFFER) as f:
             f.seek(offset)
-            for raw in f:
-                if raw[-1:] != b"\n":
-                    batch.warnings.append(
-                        LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read")
-                    )
-                    break
-                offset += len(raw)
-                line_no += 1
-                lines += 1
-                if skip and raw.startswith(skip) and raw.endswith(b"}\n"):
-                    continue  # a line type the parser has no use for: not even parsed
-                if skip_line is not None and skip_line(raw):
-                    continue
-                try:
-                    obj = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    if raw.isspace():
-                        continue
-                    errors.append(LineError(spath, line_no, parse_line(raw)[1] or "not JSON"))
-                    continue
-                try:
-                    feed(line_no, obj, raw)
-                except ShapeError as e:
-                    errors.append(LineError(spath, line_no, f"unexpected shape: {e}"))
-                except Exception as e:  # a parser bug must not stop an import either
-                    errors.append(LineError(spath, line_no, f"internal error: {type(e).__name__}: {e}"))
-    except OSError as e:
-        errors.append(LineError(spath, line_no + 1, f"read failed: {e.strerror or e}"))
+            if native is not None and NATIVE:
+                offset, line_no, lines = _read_native(f, spath, parser, native, batch, offset, line_no)
+            else:
+                offset, line_no, lines = _read_lines(f, spath, parser, batch, offset, line_no)
+    except _ReadFailed as e:
+        offset, line_no, lines = e.offset, e.line_no, e.lines
+        batch.errors.append(LineError(spath, line_no + 1, f"read failed: {e.reason}"))
+    except OSError as e:  # opening or seeking
+        batch.errors.append(LineError(spath, line_no + 1, f"read failed: {e.strerror or e}"))
     batch.lines_read += lines
     carry = parser.finish()
     batch.bytes_read += offset - plan.start
     batch.files_read += 1
     batch.file_states.append(new_state(path, st, offset, line_no, carry))
+
+
+class _ReadFailed(Exception):
+    """An OSError while reading, with how far the read got (what was read before it counts)."""
+
+    def __init__(self, reason: str, offset: int, line_no: int, lines: int) -> None:
+        super().__init__(reason)
+        self.reason, self.offset, self.line_no, self.lines = reason, offset, line_no, lines
+
+
+def _read_lines(
+    f: BinaryIO, spath: str, parser: LineParser, batch: ImportBatch, offset: int, line_no: int
+) -> tuple[int, int, int]:
+    """The plain reader: every complete line in Python, orjson on those the byte checks keep.
+    Returns the new offset, line number and the number of lines read."""
+    skip = getattr(parser, "skip_prefixes", ())
+    skip_line: Callable[[bytes], bool] | None = getattr(parser, "skip_line", None)
+    errors = batch.errors
+    feed = parser.feed
+    lines = 0
+    try:
+        for raw in f:
+            if raw[-1:] != b"\n":
+                batch.warnings.append(LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read"))
+                break
+            offset += len(raw)
+            line_no += 1
+            lines += 1
+            if skip and raw.startswith(skip) and raw.endswith(b"}\n"):
+                continue  # a line type the parser has no use for: not even parsed
+            if skip_line is not None and skip_line(raw):
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                if raw.isspace():
+                    continue
+                errors.append(LineError(spath, line_no, parse_line(raw)[1] or "not JSON"))
+                continue
+            _feed(feed, errors, spath, line_no, obj, raw)
+    except OSError as e:
+        raise _ReadFailed(str(e.strerror or e), offset, line_no, lines) from e
+    return offset, line_no, lines
+
+
+def _read_native(
+    f: BinaryIO, spath: str, parser: LineParser, rule: NativeRule, batch: ImportBatch, offset: int, line_no: int
+) -> tuple[int, int, int]:
+    """The native reader: chunks of the file through `_scan.scan`, which filters the lines as the byte
+    checks do and builds the spec'd members of those it validated; its unsure lines (bytes) go through
+    orjson exactly as in `_read_lines`. Same lines, errors, warnings and positions."""
+    assert _scan is not None
+    scan, loads = _scan.scan, orjson.loads
+    args = (rule.mode, rule.skip_prefixes, rule.needle, rule.keep_prefixes, rule.spec)
+    errors = batch.errors
+    feed = parser.feed
+    lines = 0
+    pending = b""
+    try:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            buf = pending + chunk if pending else chunk
+            items, n, used = scan(buf, line_no, *args)
+            for i in range(0, len(items), 2):
+                obj, raw = items[i + 1], b""
+                if type(obj) is bytes:  # the scanner was not sure: orjson decides, as on the plain path
+                    raw = obj
+                    try:
+                        obj = loads(raw)
+                    except orjson.JSONDecodeError:
+                        if not raw.isspace():
+                            errors.append(LineError(spath, items[i], parse_line(raw)[1] or "not JSON"))
+                        continue
+                _feed(feed, errors, spath, items[i], obj, raw)
+            offset += used
+            line_no += n
+            lines += n
+            pending = buf[used:]
+    except OSError as e:
+        raise _ReadFailed(str(e.strerror or e), offset, line_no, lines) from e
+    if pending:
+        batch.warnings.append(LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read"))
+    return offset, line_no, lines
+
+
+def _feed(
+    feed: Callable[[int, Any, bytes], None], errors: list[LineError], spath: str, n: int, obj: Any, raw: bytes
+) -> None:
+    try:
+        feed(n, obj, raw)
+    except ShapeError as e:
+        errors.append(LineError(spath, n, f"unexpected shape: {e}"))
+    except Exception as e:  # a parser bug must not stop an import either
+        errors.append(LineError(spath, n, f"internal error: {type(e).__name__}: {e}"))
 
 
 def _read_one(task: tuple[Path, dict[str, Any] | None, Callable[[], LineParser]]) -> tuple[Any, ...]:

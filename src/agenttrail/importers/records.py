@@ -67,19 +67,25 @@ class TranscriptCall:
     duration_ms: int | None = None
     agenttrail_session_id: str | None = None  # from OTLP resource attribute `agenttrail.session_id`
 
+    def merge_usage(self, o: Usage, ts: datetime) -> None:
+        """The usage and time half of `merge`: each token count keeps its maximum, the earliest time wins."""
+        u = self.usage
+        # Compared, not max(): a merge runs for every streamed response's final line (hot path).
+        self.usage = Usage(
+            u.input_tokens if u.input_tokens >= o.input_tokens else o.input_tokens,
+            u.cache_read_tokens if u.cache_read_tokens >= o.cache_read_tokens else o.cache_read_tokens,
+            u.cache_write_5m_tokens if u.cache_write_5m_tokens >= o.cache_write_5m_tokens else o.cache_write_5m_tokens,
+            u.cache_write_1h_tokens if u.cache_write_1h_tokens >= o.cache_write_1h_tokens else o.cache_write_1h_tokens,
+            u.output_tokens if u.output_tokens >= o.output_tokens else o.output_tokens,
+            u.reasoning_tokens if u.reasoning_tokens >= o.reasoning_tokens else o.reasoning_tokens,
+        )
+        if ts < self.ts:
+            self.ts = ts
+
     def merge(self, other: TranscriptCall) -> None:
         """Fold in a later reading of the same call: token counts only grow while a response streams,
         so each field keeps its maximum; the earliest timestamp wins; missing details are filled."""
-        u, o = self.usage, other.usage
-        self.usage = Usage(
-            input_tokens=max(u.input_tokens, o.input_tokens),
-            cache_read_tokens=max(u.cache_read_tokens, o.cache_read_tokens),
-            cache_write_5m_tokens=max(u.cache_write_5m_tokens, o.cache_write_5m_tokens),
-            cache_write_1h_tokens=max(u.cache_write_1h_tokens, o.cache_write_1h_tokens),
-            output_tokens=max(u.output_tokens, o.output_tokens),
-            reasoning_tokens=max(u.reasoning_tokens, o.reasoning_tokens),
-        )
-        self.ts = min(self.ts, other.ts)
+        self.merge_usage(other.usage, other.ts)
         for name in (
             "model",
             "request_id",
