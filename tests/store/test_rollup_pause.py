@@ -21,14 +21,14 @@ from agenttrail.store.bulk import insert_rows
 from agenttrail.store.database import open_engine
 from agenttrail.store.ingest import ingest
 from agenttrail.store.migrate import alembic_config
-from agenttrail.store.tables import llm_call
+from agenttrail.store.tables import llm_call, pr_session, pull_request
 
 T0 = datetime(2026, 4, 28, 22, 0, tzinfo=UTC)  # a batch that spans two days and two months
 COUNTED = {"exec": "commands", "package_install": "packages", "net_connect": "connections", "prompt": "prompts"}
 COUNTED["tool_call"] = "tool_calls"
 FILES = {"file_create": "created", "file_write": "modified", "file_delete": "deleted", "file_rename": "renamed"}
 MODELS = ("claude-sonnet-4-5", "gpt-5", None)
-ROLLUPS = ("session_rollup", "session_model", "call_daily", "call_monthly")
+ROLLUPS = ("session_rollup", "session_model", "call_daily", "call_monthly", "session_week", "pr_team")
 SOURCES = ("event", "file_change", "llm_call", "agent_session", "git_commit", *ROLLUPS)
 
 
@@ -162,6 +162,58 @@ def assert_rollups_exact(engine: Engine) -> None:
         assert set(got) == set(want[period]), table
         for k, figures in want[period].items():
             assert {c: got[k][c] for c in CALL_SUMS} == {c: pytest.approx(figures[c]) for c in CALL_SUMS}, (table, k)
+    assert_week_and_pr_rollups_exact(engine)
+
+
+WEEK_KEY = ("week", "agent", "engineer", "repo", "team_id", "nulls")
+WEEK_SUMS = ("sessions", "duration_s", "merged_cost_usd", "unmerged_cost_usd")
+
+
+def expected_week_and_pr_rollups(engine: Engine) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """session_week and pr_team summed in Python from session_rollup (itself checked against the rows
+    above) and the PR links: the sessions view's rows (started) by week, agent, engineer, repo and team;
+    each linked session's cost split equally over its PRs, by PR and the session's team."""
+    weeks: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    sessions = {r["session_id"]: r for r in _table(engine, "session_rollup")}
+    for r in sessions.values():
+        if r["started_at"] is None:
+            continue
+        nulls = (r["agent"] is None) + 2 * (r["engineer"] is None) + 4 * (r["repo"] is None)
+        key = (r["week"], r["agent"] or "", r["engineer"] or "", r["repo"] or "", r["team_id"] or 0, nulls)
+        w = weeks[key]
+        w["sessions"] += 1
+        w["duration_s"] += r["duration_s"] or 0
+        w["merged_cost_usd" if r["merged_prs"] > 0 else "unmerged_cost_usd"] += r["cost_usd"]
+    links = _table(engine, "pr_session")
+    teams: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for link in links:
+        s = sessions.get(link["session_id"])
+        if s is None or s["started_at"] is None:
+            continue
+        assert s["merged_prs"] == sum(x["session_id"] == s["session_id"] for x in links)
+        t = teams[(link["pr_id"], s["team_id"] or 0)]
+        t["sessions"] += 1
+        t["cost_usd"] += s["cost_usd"] / s["merged_prs"]
+    return weeks, teams
+
+
+def assert_week_and_pr_rollups_exact(engine: Engine) -> None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("session_week"):  # a test took the store below 0011
+            return
+    want_weeks, want_teams = expected_week_and_pr_rollups(engine)
+    for table, key, sums, want in (
+        ("session_week", WEEK_KEY, WEEK_SUMS, want_weeks),
+        ("pr_team", ("pr_id", "team_id"), ("sessions", "cost_usd"), want_teams),
+    ):
+        got = _keyed(_table(engine, table), key)
+        # A row whose sessions all moved elsewhere stays, at zero.
+        emptied = {k for k, r in got.items() if r["sessions"] == 0}
+        assert set(got) - emptied == set(want), table
+        for k in emptied:
+            assert all(got[k][c] == pytest.approx(0, abs=1e-9) for c in sums), (table, got[k])
+        for k, figures in want.items():
+            assert {c: got[k][c] for c in sums} == {c: pytest.approx(figures[c], abs=1e-12) for c in sums}, (table, k)
 
 
 def rollups(engine: Engine, prefix: str = "", team_base: int = 0) -> dict[str, Any]:
@@ -327,3 +379,62 @@ def test_0010_down_and_up(db_url: str) -> None:
     ingest(engine, _events(6, "B", 10))
     assert_rollups_exact(engine)
     assert _table(engine, "rollup_pause") == []
+
+
+def _link(engine: Engine, links: list[tuple[int, str]]) -> None:
+    """Merged PRs (made when missing) and their session links, as linking and the webhook insert them:
+    one statement for the batch (the bulk insert's path at 100 rows or more)."""
+    t = T0.replace(tzinfo=None)
+    prs = [{"id": p, "repo": f"git/r{p % 3}", "number": p, "merged_at": t} for p in sorted({p for p, _ in links})]
+    with engine.begin() as conn:
+        insert_rows(conn, pull_request, prs, ignore=True)
+        insert_rows(conn, pr_session, [{"pr_id": p, "session_id": s, "how": "sha"} for p, s in links], ignore=True)
+
+
+def _calls(seed: int, session_ids: list[str], n: int) -> list[Event]:
+    """More calls of sessions already stored (or not yet): their cost changes after they were linked."""
+    rng = random.Random(seed)
+    return [
+        Event(sid, "llm_call", T0 + timedelta(hours=5, seconds=i), {"record": _record(rng, 1, f"late{seed}-{i}")})
+        for i, sid in enumerate(rng.choice(session_ids) for _ in range(n))
+    ]
+
+
+def test_week_and_pr_rollups_follow_links_costs_and_moves(db_url: str) -> None:
+    """Links before and after their sessions, in bulk and one at a time; calls after the links; a
+    re-sent batch; sessions moved to another team, repo and agent, and one deleted: session_week and pr_team stay equal
+    to the sums of the rows at every step."""
+    engine = open_engine(db_url)
+    rng = random.Random(7)
+    ingest(engine, _events(11, "A", 60))
+    stored = [f"A{i}" for i in range(60)]
+    late = [f"L{i}" for i in range(20)]
+    # 150 links in one statement, sessions reaching one to three PRs, some sessions not yet stored.
+    bulk = {(rng.randrange(1, 40), rng.choice(stored + late)) for _ in range(150)}
+    _link(engine, sorted(bulk))
+    assert_rollups_exact(engine)
+    for _ in range(5):  # one at a time
+        _link(engine, [(rng.randrange(1, 45), rng.choice(stored))])
+    assert_rollups_exact(engine)
+    calls = _calls(12, stored + late, 150)
+    ingest(engine, calls)  # after the links: every linked session's share in each of its PRs changes
+    for e in _calls(13, stored, 5):
+        ingest(engine, [e])
+    assert_rollups_exact(engine)
+    ingest(engine, _events(14, "L", 20))  # the late sessions arrive after their links
+    assert_rollups_exact(engine)
+    before = rollups(engine)
+    assert ingest(engine, calls).accepted == 0
+    assert rollups(engine) == before
+    with engine.begin() as conn:  # a session's attribution corrected (an importer's join does this)
+        conn.execute(
+            text("UPDATE agent_session SET team_id = 9, repo = NULL, agent = 'codex' WHERE session_id IN ('A1', 'L2')")
+        )
+    assert_rollups_exact(engine)
+    with engine.begin() as conn:  # a session folded into another (the importers' relink deletes its row)
+        conn.execute(text("DELETE FROM session_rollup WHERE session_id IN (SELECT MIN(session_id) FROM pr_session)"))
+    assert_week_and_pr_rollups_exact(engine)  # (its events stay, unlike relink's: the rest would not match)
+    weeks, teams = expected_week_and_pr_rollups(engine)
+    assert any(k[5] == 4 for k in weeks) and any(k[1] == 9 for k in teams)  # the moves were seen
+    assert sum(t["sessions"] for t in teams.values()) > 100
+    assert len(_table(engine, "pr_team")) >= len(teams) and len(_table(engine, "session_week")) >= len(weeks)

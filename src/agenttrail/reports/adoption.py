@@ -2,6 +2,11 @@
 
 The roster is the engineer directory as it is now (the team's, with --team); an engineer counts as
 active in a week with at least one session that started in it.
+
+Whole weeks come from the weekly roll-up `session_week` (migration 0011: one row per week, agent,
+engineer, repo and team, a few per engineer-week), the pieces of weeks at a period's ends from the
+sessions, grouped the same way; the distinct counts are then taken over both in one pass. Under
+--repo the sessions are read directly (the repo's sessions are few, and read from an index).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share, split_weeks
 
 
 def adoption(engine: Engine, f: Filters) -> Report:
@@ -18,7 +23,9 @@ def adoption(engine: Engine, f: Filters) -> Report:
     roster_where, roster_params = ("team = :team", {"team": f.team}) if f.team else ("1=1", {})
     _, roster_rows = fetch(engine, f"SELECT COUNT(*) FROM engineers WHERE {roster_where}", roster_params)
     roster = int(roster_rows[0][0])
-    if engine.dialect.name == "postgresql":
+    if f.repo is None:
+        weeks, agents = _from_rollup(engine, f)
+    elif engine.dialect.name == "postgresql":
         weeks, agents = _hashed(engine, where, params)
     else:
         weeks, agents = _in_index_order(engine, where, params)
@@ -48,6 +55,76 @@ def adoption(engine: Engine, f: Filters) -> Report:
 
 
 Rows = list[tuple[Any, ...]]
+# session_week stores NULL texts as '' with a bit each in `nulls` (so its key has no NULL).
+_DECODED = (
+    "week, CASE WHEN nulls & 1 = 0 THEN agent END, CASE WHEN nulls & 2 = 0 THEN engineer END, "
+    "CASE WHEN nulls & 4 = 0 THEN repo END"
+)
+_TEAM_ID = "team_id = (SELECT team_id FROM teams WHERE team = :team)"
+
+
+def _from_rollup(engine: Engine, f: Filters) -> tuple[Rows, Rows]:
+    """Rows by (week, agent, engineer, repo): whole weeks from the roll-up, the period's end pieces from
+    the sessions (on SQLite through the adoption covering index, in its order); then the figures."""
+    split = split_weeks(f.since, f.until)
+    team = {"team": f.team} if f.team is not None else {}
+    rows: Rows = []
+    if split.whole:
+        where, params = split.where()
+        if f.team is not None:
+            where += f" AND {_TEAM_ID}"
+        rows += fetch(
+            engine,
+            f"SELECT {_DECODED}, sessions, duration_s, merged_cost_usd + unmerged_cost_usd FROM session_week "
+            f"WHERE sessions > 0 AND {where}",
+            {**params, **team},
+        )[1]
+    pieces = split.pieces_where(engine)
+    if pieces is not None:
+        where, params = pieces
+        if f.team is not None:
+            where += f" AND {_TEAM_ID}"
+        rows += fetch(
+            engine,
+            "SELECT week, agent, engineer, repo, COUNT(*), SUM(COALESCE(duration_s, 0)), SUM(cost_usd) "
+            f"FROM sessions WHERE {where} GROUP BY week, agent, engineer, repo",
+            {**params, **team},
+        )[1]
+    return _figures(rows)
+
+
+def _figures(rows: Rows) -> tuple[Rows, Rows]:
+    """(week, agent, engineer, repo, sessions, seconds, cost) rows to the weeks' and the agents' figures:
+    distinct engineers and repos as COUNT(DISTINCT) counts them (NULL left out)."""
+    week_sums: dict[str, list[float]] = {}
+    agent_sums: dict[tuple[str, Any], list[float]] = {}
+    engineers: dict[str, set[Any]] = {}
+    repos: dict[str, set[Any]] = {}
+    agent_engineers: dict[tuple[str, Any], set[Any]] = {}
+    for week, agent, engineer, repo, n, d, c in rows:
+        acc = week_sums.get(week)
+        if acc is None:
+            acc = week_sums[week] = [0, 0.0, 0.0]
+            engineers[week], repos[week] = set(), set()
+        acc[0] += n
+        acc[1] += d or 0
+        acc[2] += c or 0
+        wa = (week, agent)
+        acc = agent_sums.get(wa)
+        if acc is None:
+            acc = agent_sums[wa] = [0, 0.0, 0.0]
+            agent_engineers[wa] = set()
+        acc[0] += n
+        acc[1] += d or 0
+        acc[2] += c or 0
+        if engineer is not None:
+            engineers[week].add(engineer)
+            agent_engineers[wa].add(engineer)
+        if repo is not None:
+            repos[week].add(repo)
+    weeks = [(w, len(engineers[w]), n, d, len(repos[w]), c) for w, (n, d, c) in sorted(week_sums.items())]
+    agents = [(w, a, len(agent_engineers[(w, a)]), n, d, c) for (w, a), (n, d, c) in agent_sums.items()]
+    return weeks, agents
 
 
 def _in_index_order(engine: Engine, where: str, params: dict[str, Any]) -> tuple[Rows, Rows]:

@@ -6,14 +6,16 @@ API and `--format json` give the same object: `{"report", "filters", "sections":
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
 from agenttrail.query.readonly_sql import jsonable
+from agenttrail.store.ingest import iso_week
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +191,60 @@ def as_float(v: Any) -> float:
 
 def share(part: float, whole: float) -> float | None:
     return part / whole if whole else None
+
+
+@dataclass(frozen=True, slots=True)
+class Weeks:
+    """A period as the whole ISO weeks inside it, which the weekly roll-up (`session_week`) answers,
+    and the pieces of weeks at its ends, which only the sessions can. A session's week is the ISO week
+    of its start (ingest writes both together), so a whole week's sessions all lie in the period."""
+
+    whole: bool  # whether any whole week is inside the period
+    first: str | None  # the first whole week (None: from the first there is)
+    end: str | None  # the first week after the whole ones (None: up to the last there is)
+    pieces: tuple[tuple[str, datetime, datetime], ...]  # (week, since, until), each inside one week
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The whole weeks, over the roll-up's `week` (ISO week text sorts in time order)."""
+        parts, params = ["1=1"], {}
+        if self.first is not None:
+            parts.append("week >= :whole_first")
+            params["whole_first"] = self.first
+        if self.end is not None:
+            parts.append("week < :whole_end")
+            params["whole_end"] = self.end
+        return " AND ".join(parts), params
+
+    def pieces_where(self, engine: Engine) -> tuple[str, dict[str, Any]] | None:
+        """The pieces, over the `sessions` view: by week (an index term on SQLite) and time."""
+        if not self.pieces:
+            return None
+        at = scan_col(engine, "started_at")
+        parts: list[str] = []
+        params: dict[str, Any] = {}
+        for i, (week, since, until) in enumerate(self.pieces):
+            parts.append(f"(week = :piece_w{i} AND {at} >= :piece_a{i} AND {at} < :piece_b{i})")
+            params |= {f"piece_w{i}": week, f"piece_a{i}": since, f"piece_b{i}": until}
+        return "(" + " OR ".join(parts) + ")", params
+
+
+def _monday(t: datetime) -> datetime:
+    return datetime(t.year, t.month, t.day) - timedelta(days=t.weekday())
+
+
+def split_weeks(since: datetime | None, until: datetime | None) -> Weeks:
+    """[since, until) (either open) as whole weeks and the pieces of weeks at its ends."""
+    lo = None if since is None else _monday(since) + timedelta(days=7 if _monday(since) < since else 0)
+    hi = None if until is None else _monday(until)
+    if lo is not None and hi is not None and lo >= hi:
+        # Under a whole week: at most one Monday falls inside, and cuts it in two.
+        assert since is not None and until is not None
+        cuts = [t for t in (since, hi, until) if since <= t <= until]
+        pieces = tuple((iso_week(a), a, b) for a, b in itertools.pairwise(cuts) if a < b)
+        return Weeks(False, None, None, pieces)
+    edges = []
+    if since is not None and lo is not None and since < lo:
+        edges.append((iso_week(since), since, lo))
+    if until is not None and hi is not None and hi < until:
+        edges.append((iso_week(hi), hi, until))
+    return Weeks(True, iso_week(lo) if lo else None, iso_week(hi) if hi else None, tuple(edges))

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share, team_names
+from agenttrail.reports.base import Filters, Report, Section, fetch, scan_col, share, split_weeks, team_names
 from agenttrail.reports.spend import _no_session
 from agenttrail.reports.stats import quantile_sorted
 
@@ -29,22 +29,15 @@ def _stats(costs: list[float]) -> tuple[float | None, float | None]:
 def shipped(engine: Engine, f: Filters) -> Report:
     names = team_names(engine)
     pr_where, pr_params = f.where(time_col="merged_at", team_col=None)
-    # Each linked session's cost share by PR and team. Sessions are read first, in id order, and each
-    # one's links from the (session_id, pr_id) index in the same order (CROSS JOIN fixes that order on
-    # SQLite; PostgreSQL merges or hashes): looking sessions up from the links, in random order, was
-    # 4 s at a million sessions. Every linked session has merged_prs >= 1 (kept by trigger).
-    link_where = ""
+    # Each (PR, team) pair's linked sessions and their cost shares, kept by the pr_team roll-up
+    # (migration 0011): reading and grouping every link with its session was 3.5-4 s at a million.
+    pair_where = ""
     if f.since is not None or f.until is not None or f.repo is not None:
-        # Checked per link, never an index term: SQLite probed (session_id, pr_id) once per session
-        # and PR of the period (a million sessions x 50,000 PRs ran for minutes).
-        link_where += f" AND {scan_col(engine, 'ps.pr_id')} IN (SELECT pr_id FROM pull_requests WHERE {pr_where})"
+        pair_where += f" AND pr_id IN (SELECT pr_id FROM pull_requests WHERE {pr_where})"
     if f.team is not None:
-        link_where += " AND s.team_id = (SELECT team_id FROM teams WHERE team = :team)"
+        pair_where += " AND team_id = (SELECT team_id FROM teams WHERE team = :team)"
     pairs_sql = f"""
-  SELECT ps.pr_id, s.team_id, COUNT(*) AS sessions, SUM(s.cost_usd / s.merged_prs) AS cost_usd
-  FROM sessions s CROSS JOIN pr_sessions ps
-  WHERE ps.session_id = s.session_id AND s.merged_prs > 0{link_where}
-  GROUP BY ps.pr_id, s.team_id"""
+  SELECT pr_id, NULLIF(team_id, 0) AS team_id, sessions, cost_usd FROM pr_team WHERE sessions > 0{pair_where}"""
     params = {**pr_params, **({"team": f.team} if f.team is not None else {})}
     _, prs_by_repo = fetch(
         engine, f"SELECT repo, COUNT(*) FROM pull_requests WHERE {pr_where} GROUP BY repo", pr_params
@@ -82,15 +75,7 @@ def shipped(engine: Engine, f: Filters) -> Report:
         [(merged_prs, agent_prs, cost, median_usd, p90_usd)],
     )
 
-    s_where, s_params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
-    # Two sums in one pass, not GROUP BY merged: SQLite sorted a million rows by the CASE for it.
-    _, split = fetch(
-        engine,
-        "SELECT SUM(CASE WHEN merged = 1 THEN cost_usd END), SUM(CASE WHEN merged = 0 THEN cost_usd END) "
-        f"FROM sessions WHERE {s_where}",
-        s_params,
-    )
-    merged_cost, unmerged_cost = split[0]
+    merged_cost, unmerged_cost = spend_split(engine, f)
     buckets: list[tuple[str, float]] = [
         ("merged work", float(merged_cost or 0)),
         ("unmerged sessions", float(unmerged_cost or 0)),
@@ -109,6 +94,39 @@ def shipped(engine: Engine, f: Filters) -> Report:
 
 
 Stats = tuple[int, float, float | None, float | None]  # PRs, cost, median, p90
+
+
+def spend_split(engine: Engine, f: Filters) -> tuple[float, float]:
+    """Spend of the period's sessions that reached a merged PR, and of those that did not: whole weeks
+    from the weekly roll-up (migration 0011), the pieces of weeks at the period's ends from the sessions.
+    Under --repo from the sessions alone (read from the repo's index)."""
+    if f.repo is not None:
+        where, params = f.where(time_col=scan_col(engine, "started_at"), team_id_col="team_id")
+        merged, unmerged = _split_from_sessions(engine, where, params)
+        return float(merged or 0), float(unmerged or 0)
+    split = split_weeks(f.since, f.until)
+    team = " AND team_id = (SELECT team_id FROM teams WHERE team = :team)" if f.team is not None else ""
+    params = {"team": f.team} if f.team is not None else {}
+    parts: list[tuple[Any, Any]] = []
+    if split.whole:
+        where, week_params = split.where()
+        sql = "SELECT SUM(merged_cost_usd), SUM(unmerged_cost_usd) FROM session_week WHERE sessions > 0"
+        parts += fetch(engine, f"{sql} AND {where}{team}", {**week_params, **params})[1]
+    pieces = split.pieces_where(engine)
+    if pieces is not None:
+        parts.append(_split_from_sessions(engine, pieces[0] + team, {**pieces[1], **params}))
+    return sum(float(m or 0) for m, _ in parts), sum(float(u or 0) for _, u in parts)
+
+
+def _split_from_sessions(engine: Engine, where: str, params: dict[str, Any]) -> tuple[Any, Any]:
+    # Two sums in one pass, not GROUP BY merged: SQLite sorted a million rows for it.
+    _, split = fetch(
+        engine,
+        "SELECT SUM(CASE WHEN merged = 1 THEN cost_usd END), SUM(CASE WHEN merged = 0 THEN cost_usd END) "
+        f"FROM sessions WHERE {where}",
+        params,
+    )
+    return split[0][0], split[0][1]
 
 
 def stats_in_sql(engine: Engine) -> bool:
