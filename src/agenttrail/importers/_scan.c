@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #endif
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 64     /* deeper lines go to orjson (its limit is 1024) */
@@ -106,6 +107,18 @@ static int scan_string(P *s, const unsigned char **start, Py_ssize_t *len, int *
     *start = p;
     *escaped = 0;
     while (p < end) {
+        /* Eight plain ASCII bytes at a time (no quote, backslash, control or non-ASCII byte): the long
+         * texts of a transcript line are mostly that. */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t quote = v ^ 0x2222222222222222ULL, bslash = v ^ 0x5C5C5C5C5C5C5C5CULL;
+            uint64_t special = ((quote - 0x0101010101010101ULL) & ~quote) | ((bslash - 0x0101010101010101ULL) & ~bslash) |
+                               (v - 0x2020202020202020ULL) | v;
+            if (special & 0x8080808080808080ULL) break;
+            p += 8;
+        }
+        if (p >= end) break;
         unsigned char c = *p;
         if (c == '"') {
             *len = p - *start;
@@ -206,6 +219,33 @@ static PyObject *make_string(const unsigned char *start, Py_ssize_t len, int esc
 }
 
 static int value(P *s, int kind, const Spec *spec, PyObject **out);
+
+/* Keys of built objects repeat on every line (`input_tokens`, …): a small direct-mapped cache of their
+ * str objects, as orjson keeps, saves decoding, hashing and freeing them each time. The GIL guards it. */
+#define KEY_CACHE 256
+#define KEY_MAX 48
+static struct {
+    Py_ssize_t len;
+    char bytes[KEY_MAX];
+    PyObject *str;
+} key_cache[KEY_CACHE];
+
+static PyObject *make_key(const unsigned char *start, Py_ssize_t len, int escaped) {
+    if (escaped || len > KEY_MAX) return make_string(start, len, escaped);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ start[i]) * 16777619u;
+    h ^= h >> 16;
+    h &= KEY_CACHE - 1;
+    if (key_cache[h].str != NULL && key_cache[h].len == len && memcmp(key_cache[h].bytes, start, len) == 0)
+        return Py_NewRef(key_cache[h].str);
+    PyObject *str = make_string(start, len, 0);
+    if (str == NULL) return NULL;
+    PyUnicode_InternInPlace(&str); /* its hash is then computed once */
+    Py_XSETREF(key_cache[h].str, Py_NewRef(str));
+    key_cache[h].len = len;
+    memcpy(key_cache[h].bytes, start, len);
+    return str;
+}
 
 static int number(P *s, int kind, PyObject **out) {
     const unsigned char *p = s->p, *end = s->end, *start = p;
@@ -360,7 +400,7 @@ static int object(P *s, int kind, const Spec *spec, PyObject **out) {
                 if (a < 0) goto pyerr;
             }
         } else if (kind == FULL) {
-            PyObject *key = make_string(kstart, klen, kesc);
+            PyObject *key = make_key(kstart, klen, kesc);
             if (key == NULL) goto pyerr;
             if ((r = value(s, FULL, NULL, &v))) {
                 Py_DECREF(key);
@@ -482,6 +522,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
                           &PyTuple_Type, &keep_prefixes, &PyDict_Type, &spec_dict))
         return NULL;
     PyObject *items = NULL;
+    int gc_was_enabled = 0;
     Spec pool[MAX_NODES];
     int used = 0;
     Spec *spec;
@@ -501,7 +542,15 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     items = PyList_New(0);
     if (items == NULL) goto fail;
 
+    /* No cyclic collection while building: the built values are trees of fresh objects, and a chunk
+     * builds thousands of dicts, each collection walking all of them again (most of the time, measured). */
+    gc_was_enabled = PyGC_Disable();
     const unsigned char *base = buf.buf, *p = base, *end = base + buf.len;
+    /* The next occurrence of the needle at or after the current line: one pass over the buffer, not a
+     * search per line (the needle holds no newline, so an occurrence lies within one line). */
+    const unsigned char *next_needle = NULL;
+    int search = 1; /* whether next_needle must be searched again (none searched yet, or passed) */
+    if (nd != NULL && ndlen > 0 && memchr(nd, '\n', ndlen) != NULL) goto badarg;
     Py_ssize_t lines = 0;
     for (;;) {
         const unsigned char *nl = memchr(p, '\n', end - p);
@@ -513,8 +562,15 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         if (mode == 1) {
             /* jsonl.read_file's skip_prefixes rule, then the parser's `_cannot_count`. */
             if (len >= 2 && line[len - 2] == '}' && starts_with_any(line, len, skip_prefixes)) continue;
-            if ((nd == NULL || memmem(line, len, nd, ndlen) == NULL) && !starts_with_any(line, len, keep_prefixes))
-                continue;
+            int has_needle = 0;
+            if (nd != NULL) {
+                if (search || (next_needle != NULL && next_needle < line)) {
+                    next_needle = memmem(line, end - line, nd, ndlen);
+                    search = 0;
+                }
+                has_needle = next_needle != NULL && next_needle < line + len;
+            }
+            if (!has_needle && !starts_with_any(line, len, keep_prefixes)) continue;
         } else if (codex_cannot_count(line, len)) {
             continue;
         }
@@ -541,11 +597,13 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         Py_DECREF(n);
         Py_DECREF(obj);
     }
+    if (gc_was_enabled) PyGC_Enable();
     PyBuffer_Release(&buf);
     return Py_BuildValue("(Nnn)", items, lines, (Py_ssize_t)(p - base));
 badarg:
     PyErr_SetString(PyExc_TypeError, "scan: bad arguments");
 fail:
+    if (gc_was_enabled) PyGC_Enable();
     Py_XDECREF(items);
     PyBuffer_Release(&buf);
     return NULL;
