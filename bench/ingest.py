@@ -54,14 +54,16 @@ PG_BASE = os.environ.get("AGENTTRAIL_TEST_PG", "postgresql://postgres@127.0.0.1:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _url(kind: str, folder: Path, run: int | str) -> tuple[str, Callable[[], None]]:
+def _url(kind: str, folder: Path, run: int | str, prefix: str = "bench_ingest") -> tuple[str, Callable[[], None]]:
+    """A fresh database and how to drop it; on PostgreSQL a schema whose name is also the backends'
+    application_name (so their CPU can be found)."""
     if kind == "sqlite":
         return f"sqlite:///{folder / f'ingest-{run}.db'}", lambda: None
     if kind != "postgresql":
         return kind, lambda: None
     import psycopg
 
-    schema = f"bench_ingest_{os.getpid()}_{run}"
+    schema = f"{prefix}_{os.getpid()}_{run}"
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -70,7 +72,7 @@ def _url(kind: str, folder: Path, run: int | str) -> tuple[str, Callable[[], Non
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
-    return f"{PG_BASE}?options=-csearch_path%3D{schema}", drop
+    return f"{PG_BASE}?options=-csearch_path%3D{schema}&application_name={schema}", drop
 
 
 class Backends:

@@ -1,12 +1,32 @@
-"""`agenttrail serve`: gateway + ingest + query + UI in one process."""
+"""`agenttrail serve`: gateway + ingest + query + UI, in one process or several (`--workers`)."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, friendly, settings_for
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+LOG_LEVEL_ENV = "AGENTTRAIL_SERVE_LOG_LEVEL"
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (`--workers N`, N > 1): uvicorn starts each worker afresh and calls
+    this, so its settings come from the environment `serve` set up for them (the same database and
+    config file as the flags named), and each worker has its own engine, recorder and key cache."""
+    from agenttrail.config import load_settings
+    from agenttrail.server.parts import create_server_app
+
+    level = os.environ.get(LOG_LEVEL_ENV, "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    return create_server_app(load_settings())
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +38,14 @@ def register(app: typer.Typer) -> None:
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
         log_level: str = typer.Option("info", help="debug, info, warning or error."),
+        workers: int = typer.Option(
+            1,
+            min=1,
+            help="Processes serving requests. Ingest is CPU-bound Python: on PostgreSQL it scales with "
+            "processes (one process runs one ingest's Python at a time); SQLite has one writer.",
+        ),
     ) -> None:
-        """Run the gateway, ingest, query API and dashboard in one process.
+        """Run the gateway, ingest, query API and dashboard in one process (or --workers N of them).
 
         Point clients at it: ANTHROPIC_BASE_URL=http://HOST:PORT, OPENAI_BASE_URL=http://HOST:PORT/v1,
         with a virtual key from `agenttrail key create` as their API key. The server's own
@@ -30,19 +56,27 @@ def register(app: typer.Typer) -> None:
         from agenttrail.server.parts import create_server_app
 
         settings = settings_for(db, config)
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_server_app(settings)
-        console.print(
-            f"agenttrail serving on http://{host}:{port}  (database: {settings.database_url.split('@')[-1]})",
-            highlight=False,
-        )
+        where = settings.database_url.split("@")[-1]
         # uvicorn's defaults pick uvloop and httptools (both come with uvicorn[standard]): measured the
         # cheapest per gateway call here; h11 and granian cost 1.2x more (docs/performance.md, "Gateway").
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        options: dict[str, Any] = dict(host=host, port=port, log_level=log_level.lower(), access_log=False)
+        options.update(timeout_graceful_shutdown=10)
+        if workers > 1:
+            # Each worker is a fresh process (uvicorn spawns them, all accepting on one socket): it reads
+            # its settings as this process resolved them. The schema is migrated here first, once.
+            from agenttrail.store.database import open_engine
+
+            open_engine(settings.database_url).dispose()
+            os.environ["AGENTTRAIL_DATABASE_URL"] = settings.database_url
+            if config:
+                os.environ["AGENTTRAIL_CONFIG"] = str(Path(config).expanduser().resolve())
+            os.environ[LOG_LEVEL_ENV] = log_level
+            console.print(
+                f"agenttrail serving on http://{host}:{port}  ({workers} workers; database: {where})", highlight=False
+            )
+            uvicorn.run("agenttrail.cli.serve:worker_app", factory=True, workers=workers, **options)
+            return
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_server_app(settings)
+        console.print(f"agenttrail serving on http://{host}:{port}  (database: {where})", highlight=False)
+        uvicorn.run(app, **options)

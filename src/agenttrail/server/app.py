@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +110,8 @@ def create_app(
                 conn.execute(text("SELECT 1"))
         except Exception as e:
             return JSONResponse({"status": "error", "database": str(e)[:200]}, status_code=503)
-        return JSONResponse({"status": "ok", "pending_records": len(svc.recorder._pending)})
+        # The worker's pid tells apart the processes of `serve --workers N` (one socket, several accepters).
+        return JSONResponse({"status": "ok", "pending_records": len(svc.recorder._pending), "worker": os.getpid()})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
