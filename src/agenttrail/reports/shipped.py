@@ -171,24 +171,24 @@ def _stats_by_sql(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], Stats]:
     """The same figures grouped in the database: per team over its (PR, team) pairs, per repo and
     overall over PR costs (a PR's cost is its pairs' sum). A team id not in the directory counts as
-    no team, as in the Python path. The PRs are named inside the first CTE, where the planner knows
-    how many pairs there are (it guesses 200 rows for a CTE's output, and then looked 140,000 PRs up
-    one by one)."""
+    no team, as in the Python path. Teams are grouped by id, repos in byte order (the same groups as
+    the text's own collation, sorted faster), and the PRs' repos are hash-joined: the planner chose
+    140,000 index lookups (1 s of the 2.4 at load 6, against 0.15 s)."""
     stats = "percentile_cont(0.5) WITHIN GROUP (ORDER BY {v}), percentile_cont(0.9) WITHIN GROUP (ORDER BY {v})"
     _, rows = fetch(
         engine,
         f"""
-WITH x AS MATERIALIZED (
-  SELECT y.pr_id, p.repo, y.team_id, y.sessions, y.cost_usd FROM ({pairs_sql}
-  ) y CROSS JOIN pull_requests p WHERE p.pr_id = y.pr_id
-), pr AS MATERIALIZED (SELECT x.repo, SUM(x.cost_usd) AS cost FROM x GROUP BY x.pr_id, x.repo)
-SELECT 1, CAST(t.team_id AS TEXT), COUNT(*), SUM(x.sessions), SUM(x.cost_usd), {stats.format(v="x.cost_usd")}
-FROM x LEFT JOIN teams t ON t.team_id = x.team_id GROUP BY t.team_id
+WITH y AS ({pairs_sql}
+)
+SELECT 1, CAST(z.tid AS TEXT), COUNT(*), SUM(z.sessions), SUM(z.cost_usd), {stats.format(v="z.cost_usd")} FROM (
+  SELECT CASE WHEN y.team_id IN (SELECT team_id FROM teams) THEN y.team_id END AS tid, y.sessions, y.cost_usd FROM y
+) z GROUP BY z.tid
 UNION ALL
-SELECT 2, pr.repo, COUNT(*), 0, SUM(pr.cost), {stats.format(v="pr.cost")} FROM pr GROUP BY pr.repo
-UNION ALL
-SELECT 3, NULL, COUNT(*), 0, SUM(pr.cost), {stats.format(v="pr.cost")} FROM pr""",
+SELECT 2 + GROUPING(p.repo COLLATE "C"), p.repo COLLATE "C", COUNT(*), 0, SUM(pr.cost), {stats.format(v="pr.cost")}
+FROM (SELECT y.pr_id, SUM(y.cost_usd) AS cost FROM y GROUP BY y.pr_id) pr JOIN pull_requests p ON p.pr_id = pr.pr_id
+GROUP BY GROUPING SETS ((p.repo COLLATE "C"), ())""",
         params,
+        hash_joins=True,
     )
     teams, repos = [], []
     overall: Stats = (0, 0, None, None)  # as the Python path gives for no PRs: sum([]) is 0
