@@ -7,8 +7,10 @@ organisation of that size through the bulk loader took hours on the shared 2-cor
 `session_rollup` row per session (6,000 engineers in teams of eight, each session in one of its
 team's three repos and one of three agents, 90 days from 2026-03-01, cost log-uniform between
 $0.05 and $2.7 with 3% at zero, 0-350 lines), 150,000 PRs and a link for each of 40% of the sessions.
-No events, calls, daily roll-ups or packages: only the reports that read sessions and links (the seed's
-query, adoption, shipped, outliers, models, spend --by repo) mean anything on it. `--sqlite PATH` then
+The week and PR roll-ups (0011) are kept by the triggers, or, for the links inserted with
+triggers off, written as the migration's backfill writes them. No events, calls, daily roll-ups or
+packages: only the reports that read sessions and links (the seed's query, adoption, shipped,
+outliers, models, spend --by repo) mean anything on it. `--sqlite PATH` then
 copies the same rows into a SQLite store. Measure either with `bench/record.py --measure URL`.
 """
 
@@ -61,6 +63,12 @@ FROM (SELECT g, (g * 7919) % 6000 + 1 AS e, timestamp '2026-03-01' + (g::float /
             "session_id, 'sha' FROM session_rollup WHERE merged_prs = 1"
         )
         conn.execute("ALTER TABLE pr_session ENABLE TRIGGER USER")
+        # With its triggers off the links' pr_team rows (migration 0011) are written as its backfill does.
+        conn.execute(
+            "INSERT INTO pr_team (pr_id, team_id, sessions, cost_usd) SELECT ps.pr_id, COALESCE(r.team_id, 0), "
+            "COUNT(*), SUM(r.cost_usd / r.merged_prs) FROM session_rollup r JOIN pr_session ps "
+            "ON ps.session_id = r.session_id WHERE r.started_at IS NOT NULL AND r.merged_prs > 0 GROUP BY 1, 2"
+        )
     with psycopg.connect(PG_BASE, options=f"-csearch_path={schema}", autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 
