@@ -81,53 +81,9 @@ def _redacted(events: Sequence[Event]) -> list[Event]:
     return out
 
 
-# Events per transaction on PostgreSQL. Measured (seed-demo, one stream, the same events): the database
-# backend's CPU per event is about the same from 500 to 5,000 events a transaction (38-45 µs) and ~1.8x
-# that at 20,000 (72-78 µs), in every statement (docs/performance.md, "Ingest").
-PG_TRANSACTION_EVENTS = 5000
-
-
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
-    """Store a batch of events and what they imply; a re-sent event is counted as a duplicate.
-
-    On PostgreSQL a batch larger than `PG_TRANSACTION_EVENTS` is stored in several transactions, each
-    with whole sessions (all of a session's events in one; a session larger than that alone): the
-    result is that of sending those parts one after another, and if one fails the parts before it stay
-    stored, which a re-send finds as duplicates (ingest is idempotent by event id)."""
     if not events:
         return IngestResult()
-    if engine.dialect.name != "postgresql" or len(events) <= PG_TRANSACTION_EVENTS:
-        return _ingest(engine, events, who)
-    first: dict[str, Event] = {}
-    for e in events:  # one event id repeated inside the batch: the first one counts, whichever part
-        first.setdefault(e.event_id, e)
-    result = IngestResult(duplicates=len(events) - len(first))
-    for part in session_parts(list(first.values()), PG_TRANSACTION_EVENTS):
-        done = _ingest(engine, part, who)
-        result.accepted += done.accepted
-        result.duplicates += done.duplicates
-    return result
-
-
-def session_parts(events: list[Event], size: int) -> list[list[Event]]:
-    """Events in parts of about `size`, each holding whole sessions (in the order they first appear,
-    each session's events in their own order); a session larger than `size` is a part of its own."""
-    sessions: dict[str, list[Event]] = {}
-    for e in events:
-        sessions.setdefault(e.session_id, []).append(e)
-    parts: list[list[Event]] = []
-    part: list[Event] = []
-    for group in sessions.values():
-        if part and len(part) + len(group) > size:
-            parts.append(part)
-            part = []
-        part += group
-    if part:
-        parts.append(part)
-    return parts
-
-
-def _ingest(engine: Engine, events: Sequence[Event], who: Attribution | None) -> IngestResult:
     who = who or Attribution()
     # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
     # commands and diffs hold secrets, and the store must never keep them.
