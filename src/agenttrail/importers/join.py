@@ -208,8 +208,11 @@ def resolve(conn: Connection, events: Sequence[Event]) -> list[Event]:
 
 def _resolve(conn: Connection, events: Sequence[Event], groups: dict[str, Group]) -> list[Event]:
     moved: dict[str, str] = {}
+    # One look for the whole batch first: most imports have nothing to join to, and asking each agent
+    # session's rules one by one was a sixth of a stored Codex import (thousands of rollouts).
+    nothing_to_join = _nothing_to_join(conn, [g for g in groups.values() if not g.hint])
     for gid, g in groups.items():
-        target = find_session(conn, g)
+        target = (g.hint or gid) if nothing_to_join else find_session(conn, g)
         if target != gid:
             moved[gid] = target
             bind(conn, target, g.agent_session_id)
@@ -243,11 +246,7 @@ def find_session(conn: Connection, g: Group) -> str:
         if hit is not None:
             return str(hit.session_id)
     own = conn.execute(select(s.cwd, s.started_at, s.ended_at).where(s.session_id == g.imported_id)).first()
-    start, end, cwd = g.start, g.end, g.cwd
-    if own is not None:
-        cwd = cwd or own.cwd
-        start = min(x for x in (start, own.started_at) if x is not None) if (start or own.started_at) else None
-        end = max(x for x in (end, own.ended_at) if x is not None) if (end or own.ended_at) else None
+    cwd, start, end = _widened(g, own)
     if start is not None and end is not None:
         # Rule 4: the started_at index bounds the scan (agent_session_id has no index on llm_call).
         hit = conn.execute(
@@ -267,6 +266,60 @@ def find_session(conn: Connection, g: Group) -> str:
         if target is not None:
             return target
     return g.imported_id
+
+
+def _widened(g: Group, own: Any) -> tuple[str | None, datetime | None, datetime | None]:
+    """The group's cwd and span, completed by its session's own stored row (`own`, or None)."""
+    start, end, cwd = g.start, g.end, g.cwd
+    if own is not None:
+        cwd = cwd or own.cwd
+        start = min(x for x in (start, own.started_at) if x is not None) if (start or own.started_at) else None
+        end = max(x for x in (end, own.ended_at) if x is not None) if (end or own.ended_at) else None
+    return cwd, start, end
+
+
+def _nothing_to_join(conn: Connection, groups: list[Group]) -> bool:
+    """True when no group can match any rule of `find_session`: each rule's query with the group's own
+    terms widened to the whole batch's (any of the agent session ids, any request id, the union of the
+    spans) finds nothing. Then every group keeps its own id, as `find_session` would say one by one."""
+    if not groups:
+        return True
+    s, c = agent_session.c, llm_call.c
+    asids = sorted({g.agent_session_id for g in groups})
+    for i in range(0, len(asids), _IN_CHUNK):  # rule 1
+        q = select(s.session_id).where(s.agent_session_id.in_(asids[i : i + _IN_CHUNK]), s.source != IMPORTED)
+        if conn.execute(q.limit(1)).first() is not None:
+            return False
+    rids = sorted({r for g in groups for r in g.request_ids})
+    for i in range(0, len(rids), _IN_CHUNK):  # rule 2
+        q = select(c.call_id).where(
+            c.request_id.in_(rids[i : i + _IN_CHUNK]), c.source == "gateway", c.session_id.is_not(None)
+        )
+        if conn.execute(q.limit(1)).first() is not None:
+            return False
+    own: dict[str, Any] = {}
+    ids = sorted(g.imported_id for g in groups)
+    for i in range(0, len(ids), _IN_CHUNK):
+        q = select(s.session_id, s.cwd, s.started_at, s.ended_at).where(s.session_id.in_(ids[i : i + _IN_CHUNK]))
+        own.update((r.session_id, r) for r in conn.execute(q))
+    spans = [_widened(g, own.get(g.imported_id)) for g in groups]
+    timed = [(cwd, start, end) for cwd, start, end in spans if start is not None and end is not None]
+    if timed:  # rule 4
+        lo = min(start for _, start, _ in timed if start is not None) - CALL_MATCH_WINDOW
+        hi = max(end for _, _, end in timed if end is not None) + CALL_MATCH_WINDOW
+        q = select(c.call_id).where(c.started_at.between(lo, hi), c.source == "gateway", c.session_id.is_not(None))
+        if conn.execute(q.limit(1)).first() is not None:
+            return False
+    starts = [start for cwd, start, _ in timed if cwd and start is not None]
+    if starts:  # rule 5
+        q = select(s.session_id).where(
+            s.source != IMPORTED,
+            s.started_at <= max(starts) + SPAN_SLACK,
+            s.started_at >= min(starts) - OPEN_SESSION_MAX,
+        )
+        if conn.execute(q.limit(1)).first() is not None:
+            return False
+    return True
 
 
 def _by_cwd_and_span(conn: Connection, agent: str, cwd: str, start: datetime, end: datetime) -> str | None:
