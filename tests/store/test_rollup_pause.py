@@ -438,3 +438,53 @@ def test_week_and_pr_rollups_follow_links_costs_and_moves(db_url: str) -> None:
     assert any(k[5] == 4 for k in weeks) and any(k[1] == 9 for k in teams)  # the moves were seen
     assert sum(t["sessions"] for t in teams.values()) > 100
     assert len(_table(engine, "pr_team")) >= len(teams) and len(_table(engine, "session_week")) >= len(weeks)
+
+
+def test_the_link_triggers_lock_sessions_as_ingest_does(pg_url: str) -> None:
+    """PostgreSQL's link trigger takes `store.locks`' session locks: its key function is theirs."""
+    from agenttrail.store.locks import _int4
+
+    ids = ["s1", "claude-code:asid-1", "", "sé-ß-会话", "x" * 64]
+    with open_engine(pg_url).connect() as conn:
+        got = [conn.execute(text("SELECT at_session_lock_key(:s)"), {"s": s}).scalar() for s in ids]
+    assert got == [_int4(s) for s in ids]
+
+
+def test_a_link_to_a_session_being_ingested_waits_instead_of_deadlocking(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest holds its session's roll-up row (its counted events) and goes on to its calls (the
+    calls' lock); a PR link to that session arrives meanwhile (link-prs, the webhook). The link waits
+    for the ingest's session lock before it takes the calls' lock or touches the row: without that,
+    PostgreSQL aborted one of them ("deadlock detected")."""
+    from agenttrail.importers import join
+
+    from .test_concurrent_ingest import Sender, _waiting_on_a_lock, run_in_turn
+
+    engine = open_engine(pg_url)
+    ingest(engine, [Event("S", "session_start", T0, {"engineer": "e@x", "team_id": 1, "repo": "r"}, "S-start")])
+    _link(engine, [(2, "other")])  # PR 1 is made below, with the link
+
+    class Linker(Sender):
+        def work(self) -> None:
+            _link(self.engine, [(1, "S")])
+
+    rng = random.Random(3)
+    batch = [Event("S", "exec", T0, {"argv": ["make"]}, "S-exec")]
+    # Ingest's own call (not a transcript's, whose calls' lock comes before the hold).
+    batch += [Event("S", "llm_call", T0, {"record": {**_record(rng, 1, "S-call"), "source": "demo"}}, "S-call")]
+    ingester, linker = Sender(pg_url, batch), Linker(pg_url, [])
+    real = join.materialise
+
+    def held(conn: Any, fresh: Any, who: Any) -> Any:
+        """The ingest, its event rows in, waits until the link is blocked or done."""
+        if conn.engine is ingester.engine:
+            ingester.reached.set()
+            while not (linker.done.is_set() or _waiting_on_a_lock(engine, linker.pid)):
+                linker.done.wait(0.01)  # a poll of a definite condition, not a guess at a duration
+        return real(conn, fresh, who)
+
+    monkeypatch.setattr(join, "materialise", held)
+    run_in_turn(ingester, linker)
+    assert_rollups_exact(engine)
+    assert _table(engine, "pr_team")[0]["sessions"] == 1
