@@ -437,6 +437,39 @@ pr_session = Table(
     Index("ix_pr_session_session_pr", "session_id", "pr_id"),
 )
 
+# Migration 0011: the sessions view's rows summed per ISO week x agent x engineer x repo x team (NULLs
+# stored as '' / 0 with a bitmask in `nulls`, so the key can be a primary key), kept by triggers on
+# session_rollup; adoption and shipped read whole weeks from here instead of a million sessions.
+session_week = Table(
+    "session_week",
+    metadata,
+    Column("week", String(8), nullable=False),
+    Column("agent", String(100), nullable=False),
+    Column("engineer", String(320), nullable=False),
+    Column("repo", String(500), nullable=False),
+    Column("team_id", Integer, nullable=False),
+    Column("nulls", Integer, nullable=False),
+    Column("sessions", BigInteger, nullable=False, server_default="0"),
+    Column("duration_s", Float, nullable=False, server_default="0"),
+    Column("merged_cost_usd", Float, nullable=False, server_default="0"),
+    Column("unmerged_cost_usd", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("week", "agent", "engineer", "repo", "team_id", "nulls"),
+    sqlite_with_rowid=False,
+)
+
+# Migration 0011: per merged PR and team, the linked sessions and their cost (each session's cost split
+# equally over its PRs), kept by the link and session_rollup triggers; shipped's $/merged PR reads it.
+pr_team = Table(
+    "pr_team",
+    metadata,
+    Column("pr_id", Integer, nullable=False),
+    Column("team_id", Integer, nullable=False),
+    Column("sessions", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("pr_id", "team_id"),
+    sqlite_with_rowid=False,
+)
+
 # SQLite only in use (migration 0010): a row per table whose insert triggers a bulk insert has paused,
 # with the table's largest rowid before it; deleting the row rolls the batch up in one statement per
 # roll-up table. Empty outside a bulk insert's transaction (store/bulk.py).
