@@ -60,5 +60,5 @@ def test_linking_prs_while_an_ingest_writes_the_same_sessions_both_succeed(
     run_in_turn(one, linker, senders)  # the ingest holds s0's roll-up row before the linker starts
     assert_rollups_exact(engine)
     with engine.connect() as conn:
-        merged = dict(conn.execute(text("SELECT session_id, merged_prs FROM session_rollup")).tuples().all())
+        merged = dict(conn.execute(text("SELECT session_id, merged_prs FROM session_rollup")).all())
     assert merged == {s0: 1, s1: 1}
