@@ -20,17 +20,17 @@ def uploader(outbox: Outbox, url: str, client: httpx.Client, sleep: FakeSleep, *
     return Uploader(outbox, url, KEY, client=client, clock=sleep.clock, sleep=sleep, **kw)
 
 
-def test_sends_oldest_first_in_batches_of_500(
+def test_sends_oldest_first_in_batches_of_2000(
     outbox: Outbox, server: IngestServer, client: httpx.Client, clock: FixedClock
 ) -> None:
-    events = make_events(1200)
-    assert outbox.put(events) == 1200
+    events = make_events(4300)
+    assert outbox.put(events) == 4300
     up = uploader(outbox, server.url, client, FakeSleep(clock))
     assert up.flush(deadline_s=30) == 0
-    assert [len(b) for b in server.requests] == [500, 500, 200]
+    assert [len(b) for b in server.requests] == [2000, 2000, 300]
     assert [i for b in server.requests for i in b] == [e.event_id for e in events]
     assert server.stored[events[7].event_id] == events[7].to_dict()
-    assert outbox.count() == 0 and up.sent == 1200 and up.duplicates == 0
+    assert outbox.count() == 0 and up.sent == 4300 and up.duplicates == 0
 
 
 def test_nothing_is_acked_before_the_server_acknowledges(

@@ -60,7 +60,7 @@ class Uploader:
         clock: Clock | None = None,
         sleep: Callable[[float], Any] | None = None,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         base_delay_s: float = 0.5,
         max_delay_s: float = 60.0,
         max_retry_after_s: float = 600.0,
