@@ -28,13 +28,12 @@ The statements are 0003's and 0005's own (those files never change), loaded from
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from agenttrail.store.migrations.siblings import load as load_migration
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -42,17 +41,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _sibling(filename: str) -> ModuleType:
-    path = Path(__file__).with_name(filename)
-    spec = importlib.util.spec_from_file_location(f"agenttrail_migration_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-R3 = _sibling("0003_record.py")
-R5 = _sibling("0005_record_monthly.py")
+R3 = load_migration("0003_record.py")
+R5 = load_migration("0005_record_monthly.py")
 
 
 def _rows_since(table: str) -> str:

@@ -38,14 +38,13 @@ The rows stored before this migration are rolled up with one INSERT â€¦ SELECT â
 
 from __future__ import annotations
 
-import importlib.util
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from agenttrail.store.migrations.siblings import load as load_migration
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -53,16 +52,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _sibling(filename: str) -> ModuleType:
-    path = Path(__file__).with_name(filename)
-    spec = importlib.util.spec_from_file_location(f"agenttrail_migration_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-R3 = _sibling("0003_record.py")
+R3 = load_migration("0003_record.py")
 
 # ---- what each roll-up adds up, as expressions over a session_rollup row alias `{r}` -------------------
 

@@ -24,12 +24,11 @@ SQLite has row triggers and no such join.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
+
+from agenttrail.store.migrations.siblings import load as load_migration
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -37,16 +36,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _sibling(filename: str) -> ModuleType:
-    path = Path(__file__).with_name(filename)
-    spec = importlib.util.spec_from_file_location(f"agenttrail_migration_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-R11 = _sibling("0011_record_week_pr_rollups.py")
+R11 = load_migration("0011_record_week_pr_rollups.py")
 FUNCTION = "at_rollup_weeks_upd"
 
 
