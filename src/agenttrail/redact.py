@@ -528,3 +528,30 @@ def redact_obj(obj: Any) -> Any:
     # most payloads are a dozen short strings, and the prefilter's cost is mostly per call.
     rules = _candidates("\x00".join(strings)) if strings else frozenset()
     return _walk(obj, _redact_within(rules) if rules else _same)
+
+
+def _keyed(obj: Any) -> bool:
+    """Whether some string in `obj` sits under a key named like a credential (what `_walk` judges by key)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, str):
+                if _key_kind(str(k)) is not None:
+                    return True
+            elif not isinstance(v, _LEAVES) and _keyed(v):
+                return True
+        return False
+    if isinstance(obj, list | tuple):
+        return any(_keyed(v) for v in obj if not isinstance(v, (*_LEAVES, str)))
+    return False
+
+
+def redact_values(objs: list[Any]) -> list[Any]:
+    """`redact_obj` of each of `objs`, prefiltered together, except that a value with nothing to redact
+    is returned itself, not a copy. For ingest: most payloads hold no secret, and copying each one cost
+    more than deciding so."""
+    strings: list[str] = []
+    _strings(objs, strings)
+    rules = _candidates("\x00".join(strings)) if strings else frozenset()
+    if rules:
+        return _walk(objs, _redact_within(rules))
+    return [_walk(o, _same) if _keyed(o) else o for o in objs]

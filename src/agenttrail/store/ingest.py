@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from agenttrail import events as ev
 from agenttrail.events import Event
-from agenttrail.redact import redact_obj
+from agenttrail.redact import redact_values
 from agenttrail.store.bulk import by_columns, insert_rows
 from agenttrail.store.locks import lock_call_periods, lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
@@ -67,7 +67,7 @@ def _naive(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
-# Payloads redacted per call of redact_obj: its prefilter's cost is mostly per call (a seed-demo payload
+# Payloads redacted per call of redact_values: its prefilter's cost is mostly per call (a seed-demo payload
 # 13 µs alone, 7 µs in a chunk); a chunk bounds how many strings a rule that one payload needs runs on.
 _REDACT_CHUNK = 256
 
@@ -76,8 +76,11 @@ def _redacted(events: Sequence[Event]) -> list[Event]:
     out: list[Event] = []
     for i in range(0, len(events), _REDACT_CHUNK):
         chunk = events[i : i + _REDACT_CHUNK]
-        payloads = redact_obj([e.payload for e in chunk])
-        out += [Event(e.session_id, e.kind, e.ts, p, e.event_id) for e, p in zip(chunk, payloads, strict=True)]
+        payloads = redact_values([e.payload for e in chunk])
+        out += [
+            e if p is e.payload else Event(e.session_id, e.kind, e.ts, p, e.event_id)
+            for e, p in zip(chunk, payloads, strict=True)
+        ]
     return out
 
 

@@ -1,0 +1,193 @@
+"""`POST /api/v1/ingest`: a client's bad batch is a 400 that says what is wrong, never a 500; a good one is
+stored as sent. `parse_events` builds the usual event directly; the old rules (kept here) are its oracle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from agenttrail.config import load_settings
+from agenttrail.events import Event
+from agenttrail.server.app import build_services
+from agenttrail.server.ingest import parse_events
+from agenttrail.server.parts import create_server_app
+from agenttrail.store import keys, org
+from agenttrail.store.database import open_engine
+from agenttrail.store.tables import event
+
+T0 = datetime(2026, 5, 12, 9, 0, tzinfo=UTC)
+
+
+def _oracle(items: Any) -> list[Event]:
+    """parse_events before its fast path (the rules it must keep)."""
+    if not isinstance(items, list):
+        raise ValueError("not a list")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"event {i} is not an object")
+        if [k for k in ("event_id", "session_id", "kind", "ts") if not item.get(k)]:
+            raise ValueError(f"event {i} lacks")
+        if len(str(item["event_id"])) > 64 or len(str(item["session_id"])) > 64:
+            raise ValueError(f"event {i}: at most 64")
+        # Changed on purpose: a payload of "", 0 or [] was taken as {}; anything but an object is refused now.
+        if item.get("payload") is not None and not isinstance(item["payload"], dict):
+            raise ValueError(f"event {i}: payload")
+        try:
+            out.append(Event.from_dict(item))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # AttributeError: a number as ts, a 500
+            raise ValueError(f"event {i}: {e}") from None
+    return out
+
+
+def _item(**over: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "event_id": "e1",
+        "session_id": "s1",
+        "kind": "exec",
+        "ts": "2026-05-12T09:00:00+00:00",
+        "payload": {"argv": ["ls"]},
+    }
+    d.update(over)
+    return {k: v for k, v in d.items() if v is not ...}
+
+
+def _same(a: list[Event], b: list[Event]) -> None:
+    assert [(e.event_id, e.session_id, e.kind, e.ts, e.ts.utcoffset(), e.payload) for e in a] == [
+        (e.event_id, e.session_id, e.kind, e.ts, e.ts.utcoffset(), e.payload) for e in b
+    ]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        _item(),
+        _item(ts="2026-05-12T09:00:00Z"),
+        _item(ts="2026-05-12T09:00:00.123456Z"),
+        _item(ts="2026-05-12T11:00:00+02:00"),
+        _item(ts="2026-05-12T09:00:00"),  # no offset: taken as UTC
+        _item(event_id=12345),  # not a string: stored as its text
+        _item(payload=...),  # no payload: an empty one
+        _item(payload=None),
+        _item(event_id="x" * 64, session_id="y" * 64),
+    ],
+    ids=["plain", "Z", "fraction-Z", "offset", "naive", "int-id", "no-payload", "null-payload", "64-chars"],
+)
+def test_a_good_event_is_read_as_the_old_rules_read_it(item: dict[str, Any]) -> None:
+    got, want = parse_events([item]), _oracle([item])
+    _same(got, want)
+    assert got[0].ts.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        ([1, 2], "event 0 is not an object"),
+        ("text", "event 0 is not an object"),
+        (_item(kind=...), "lacks kind"),
+        (_item(event_id="", ts=...), "lacks event_id, ts"),
+        (_item(session_id="s" * 65), "at most 64 characters"),
+        (_item(kind="exploded"), "unknown event kind 'exploded'"),
+        (_item(ts="yesterday"), "Invalid isoformat string"),
+        (_item(ts=17), "ts must be an ISO 8601 time"),
+        (_item(payload=[1, 2]), "payload must be an object"),
+        (_item(payload="x"), "payload must be an object"),
+    ],
+)
+def test_a_bad_event_is_named_with_what_is_wrong(item: Any, words: str) -> None:
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        parse_events([item])
+
+
+def test_the_first_bad_event_is_the_one_named() -> None:
+    with pytest.raises(ValueError, match="event 2 lacks kind"):
+        parse_events([_item(), _item(event_id="e2"), _item(kind=...)])
+
+
+_text = st.one_of(st.text(max_size=70), st.integers(), st.none(), st.booleans(), st.floats(allow_nan=False))
+_times = st.one_of(
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), None])).map(lambda d: d.isoformat()),
+    st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    _text,
+)
+_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "event_id": _text,
+        "session_id": _text,
+        "kind": st.one_of(st.sampled_from(["exec", "prompt", "llm_call", "nope"]), _text),
+        "ts": _times,
+        "payload": st.one_of(st.none(), st.dictionaries(st.text(max_size=5), _text, max_size=3), _text),
+    },
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_items, max_size=4))
+def test_parse_events_accepts_and_refuses_what_the_old_rules_did(items: list[dict[str, Any]]) -> None:
+    try:
+        want = _oracle(items)
+    except ValueError:
+        want = None
+    if want is None:
+        with pytest.raises(ValueError):
+            parse_events(items)
+        return
+    _same(parse_events(items), want)
+
+
+@pytest.fixture
+def client(db_url: str, home: str) -> Iterator[tuple[TestClient, str, Any]]:
+    engine = open_engine(db_url)
+    org.add_team(engine, "payments")
+    key, _ = keys.create_key(engine, team_name="payments", now=T0.replace(tzinfo=None))
+    settings_ = load_settings(env={"AGENTTRAIL_DATABASE_URL": db_url, "AGENTTRAIL_HOME": home})
+    svc = build_services(settings_, engine=engine)
+    with TestClient(create_server_app(settings_, svc)) as c:
+        yield c, key, engine
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", 'must be {"events": [...]}'),
+        (b'{"events": {"a": 1}}', 'must be {"events": [...]}'),
+        (b'{"events": [{"event_id": "a"}]}', "event 0 lacks session_id, kind, ts"),
+        (
+            b'{"events": [{"event_id": "a", "session_id": "s", "kind": "exec", "ts": "2026-05-12T09:00:00Z", '
+            b'"payload": 3}]}',
+            "payload must be an object",
+        ),
+    ],
+)
+def test_the_endpoint_answers_a_bad_batch_with_a_400_and_stores_nothing(
+    client: tuple[TestClient, str, Any], body: bytes, words: str
+) -> None:
+    c, key, engine = client
+    r = c.post("/api/v1/ingest", content=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400, r.text
+    assert words in r.json()["error"]["message"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(event)).scalar() == 0
+
+
+def test_the_endpoint_stores_a_good_batch_once(client: tuple[TestClient, str, Any]) -> None:
+    c, key, engine = client
+    times = [(T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z") for i in range(3)]
+    events = [_item(event_id=f"e{i}", ts=t) for i, t in enumerate(times)]
+    events.append(_item(event_id="secret", kind="prompt", payload={"text": "hi", "password": "hunter2-xyz"}))
+    for expect in (4, 0):  # sent again: nothing new
+        r = c.post("/api/v1/ingest", json={"events": events}, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": expect, "duplicates": 4 - expect}
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(event.c.event_id, event.c.payload)).all())
+    assert len(rows) == 4 and "hunter2" not in rows["secret"] and "[REDACTED:password]" in rows["secret"]
