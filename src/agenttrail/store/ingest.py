@@ -209,10 +209,13 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution, *, call
             commits.append(_commit_row(e))
         elif e.kind == ev.LLM_CALL and e.payload.get("record"):
             calls.append(e)
-    _sessions(conn, sessions, who)
+    # File changes and commits before the sessions: a session's start moves its week's roll-up row, which
+    # takes the calls' lock (migration 0011) until commit, and concurrent ingests wait for that lock in
+    # turn; the roll-ups come out the same in any order, as they do when a batch's parts arrive apart.
     insert_rows(conn, file_change, files)
     # In sha order: two ingests of one commit (two sessions) each wait for the other's row in one order.
     insert_rows(conn, git_commit, sorted(commits, key=itemgetter("sha")), ignore=True)
+    _sessions(conn, sessions, who)
     if (calls or sessions) and not calls_locked:  # calls, and links and absorbs of calls stored before
         lock_call_periods(conn)
     _llm_calls(conn, calls, who)
