@@ -21,6 +21,9 @@
 #define _GNU_SOURCE
 #endif
 #include <Python.h>
+#include <datetime.h>
+#include <structmember.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -353,6 +356,36 @@ pyerr:
     return ERR;
 }
 
+/* A member's key and the colon after it: s->p is then at its value. */
+static int member_key(P *s, const unsigned char **key, Py_ssize_t *len, int *escaped) {
+    int r;
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != '"') return UNSURE;
+    s->p++;
+    if ((r = scan_string(s, key, len, escaped))) return r;
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != ':') return UNSURE;
+    s->p++;
+    skip_ws(s);
+    return 0;
+}
+
+/* After a member's value: 0 when a comma says another follows, END at the object's end, else UNSURE. */
+#define END (-1)
+static int member_end(P *s) {
+    skip_ws(s);
+    if (s->p >= s->end) return UNSURE;
+    if (*s->p == ',') {
+        s->p++;
+        return 0;
+    }
+    if (*s->p == '}') {
+        s->p++;
+        return END;
+    }
+    return UNSURE;
+}
+
 static int object(P *s, int kind, const Spec *spec, PyObject **out) {
     PyObject *dict = NULL;
     if (kind == SHAPE) kind = FULL; /* only strings and arrays are shapes */
@@ -371,14 +404,7 @@ static int object(P *s, int kind, const Spec *spec, PyObject **out) {
         const unsigned char *kstart;
         Py_ssize_t klen;
         int kesc, r;
-        skip_ws(s);
-        if (s->p >= s->end || *s->p != '"') goto unsure;
-        s->p++;
-        if ((r = scan_string(s, &kstart, &klen, &kesc))) goto fail_r;
-        skip_ws(s);
-        if (s->p >= s->end || *s->p != ':') goto unsure;
-        s->p++;
-        skip_ws(s);
+        if ((r = member_key(s, &kstart, &klen, &kesc))) goto fail_r;
         PyObject *v = NULL;
         if (kind == OBJECT) {
             const Entry *hit = NULL;
@@ -413,16 +439,8 @@ static int object(P *s, int kind, const Spec *spec, PyObject **out) {
         } else if ((r = value(s, SKIP, NULL, NULL))) {
             goto fail_r;
         }
-        skip_ws(s);
-        if (s->p >= s->end) goto unsure;
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == '}') {
-            s->p++;
-            break;
-        }
+        if ((r = member_end(s)) == END) break;
+        if (r == 0) continue;
         goto unsure;
     fail_r:
         Py_XDECREF(dict);
@@ -511,17 +529,1001 @@ static int codex_cannot_count(const unsigned char *line, Py_ssize_t len) {
     return !(p - t == 11 && memcmp(t, "token_count", 11) == 0);
 }
 
+/* ------------------------------------------------------------------------------------------ SHA-256 */
+
+/* The call ids are `events.stable_id`: sha256 of the parts joined by U+001F, its first 32 hex digits. */
+typedef struct {
+    uint32_t h[8];
+    unsigned char block[64];
+    size_t fill;
+    uint64_t total;
+} Sha;
+
+static const uint32_t SHA_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+    0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+    0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+    0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha_block(Sha *c, const unsigned char *b) {
+    uint32_t w[64], a, bb, cc, d, e, f, g, h;
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    a = c->h[0], bb = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + SHA_K[i] + w[i];
+        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & bb) ^ (a & cc) ^ (bb & cc));
+        h = g, g = f, f = e, e = d + t1, d = cc, cc = bb, bb = a, a = t1 + t2;
+    }
+    c->h[0] += a, c->h[1] += bb, c->h[2] += cc, c->h[3] += d, c->h[4] += e, c->h[5] += f, c->h[6] += g, c->h[7] += h;
+}
+
+static void sha_init(Sha *c) {
+    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, H0, sizeof H0);
+    c->fill = 0;
+    c->total = 0;
+}
+
+static void sha_add(Sha *c, const void *data, size_t n) {
+    const unsigned char *p = data;
+    c->total += n;
+    while (n > 0) {
+        size_t k = 64 - c->fill < n ? 64 - c->fill : n;
+        memcpy(c->block + c->fill, p, k);
+        c->fill += k, p += k, n -= k;
+        if (c->fill == 64) {
+            sha_block(c, c->block);
+            c->fill = 0;
+        }
+    }
+}
+
+/* The first 32 hex digits of the digest, as a str. */
+static PyObject *sha_id(Sha *c) {
+    uint64_t bits = c->total * 8;
+    c->block[c->fill++] = 0x80;
+    if (c->fill > 56) {
+        memset(c->block + c->fill, 0, 64 - c->fill);
+        sha_block(c, c->block);
+        c->fill = 0;
+    }
+    memset(c->block + c->fill, 0, 56 - c->fill);
+    for (int i = 0; i < 8; i++) c->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha_block(c, c->block);
+    char hex[32];
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        unsigned char byte = (unsigned char)(c->h[i / 4] >> (24 - 8 * (i % 4)));
+        hex[2 * i] = digits[byte >> 4];
+        hex[2 * i + 1] = digits[byte & 15];
+    }
+    return PyUnicode_FromStringAndSize(hex, 32);
+}
+
+/* Add "\x1f" then a str part (its UTF-8; the strings reaching here were validated or built as UTF-8). */
+static int sha_str(Sha *c, PyObject *s) {
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL) return -1;
+    sha_add(c, "\x1f", 1);
+    sha_add(c, u, (size_t)n);
+    return 0;
+}
+
+static void sha_ints(Sha *c, const long long *v, int n) {
+    char tmp[32];
+    for (int i = 0; i < n; i++) {
+        int k = snprintf(tmp, sizeof tmp, "\x1f%lld", v[i]);
+        sha_add(c, tmp, (size_t)k);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ times */
+
+/* A timestamp as its UTC fields, and `key` ordering them. Only the form both agents write,
+ * `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z` with valid fields, is read here (datetime.fromisoformat gives
+ * the same instant); any other value sends the line to the parser's Python (parse_ts decides). */
+typedef struct {
+    long long key;
+    int y, mo, d, h, mi, s, us;
+} TS;
+
+static void ts_key(TS *t) {
+    t->key = ((((((long long)t->y * 16 + t->mo) * 32 + t->d) * 32 + t->h) * 64 + t->mi) * 64 + t->s) * 1000000LL + t->us;
+}
+
+static int digits_at(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static int ts_parse(const char *p, Py_ssize_t n, TS *t) {
+    if (n != 20 && n != 24 && n != 27) return 0;
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' || p[n - 1] != 'Z') return 0;
+    if (!digits_at(p, 4, &t->y) || !digits_at(p + 5, 2, &t->mo) || !digits_at(p + 8, 2, &t->d) ||
+        !digits_at(p + 11, 2, &t->h) || !digits_at(p + 14, 2, &t->mi) || !digits_at(p + 17, 2, &t->s))
+        return 0;
+    t->us = 0;
+    if (n > 20) {
+        int f;
+        if (p[19] != '.' || !digits_at(p + 20, (int)n - 21, &f)) return 0;
+        t->us = n == 24 ? f * 1000 : f;
+    }
+    static const int dim[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (t->y < 1 || t->mo < 1 || t->mo > 12 || t->d < 1 || t->h > 23 || t->mi > 59 || t->s > 59) return 0;
+    int leap = (t->y % 4 == 0 && t->y % 100 != 0) || t->y % 400 == 0;
+    if (t->d > dim[t->mo] + (t->mo == 2 && leap)) return 0;
+    ts_key(t);
+    return 1;
+}
+
+/* A datetime the parser handed over (always aware UTC: parse_ts and the mtime fallback make it so). */
+static int ts_from_datetime(PyObject *dt, TS *t) {
+    if (!PyDateTime_Check(dt)) {
+        PyErr_SetString(PyExc_TypeError, "scan: a timestamp in the state is not a datetime");
+        return -1;
+    }
+    t->y = PyDateTime_GET_YEAR(dt), t->mo = PyDateTime_GET_MONTH(dt), t->d = PyDateTime_GET_DAY(dt);
+    t->h = PyDateTime_DATE_GET_HOUR(dt), t->mi = PyDateTime_DATE_GET_MINUTE(dt);
+    t->s = PyDateTime_DATE_GET_SECOND(dt), t->us = PyDateTime_DATE_GET_MICROSECOND(dt);
+    ts_key(t);
+    return 0;
+}
+
+static PyObject *ts_datetime(const TS *t) {
+    return PyDateTimeAPI->DateTime_FromDateAndTime(t->y, t->mo, t->d, t->h, t->mi, t->s, t->us,
+                                                   PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+}
+
+/* ------------------------------------------------------------------------------------------ rules */
+
+/* With a `state` list, scan applies the parser's whole usage-only rule to each line itself (mode 1:
+ * ClaudeCodeParser, mode 2: CodexParser; the list's layout is theirs, `native_state`), so the parser's
+ * Python runs for no line the rule here could decide. Such a line is validated as JSON as above but
+ * nothing of it is built: the few members the rule reads are noted as slots (their type and bytes).
+ * A line the rule is not sure of (a shape the parser would reject, a timestamp not in the agents'
+ * usual form, a count that is not a plain non-negative int, a rare line type) is handed back as bytes
+ * with everything before it applied; the parser takes the state back (`native_done`) and reads the
+ * line through orjson, as the plain reader would. The rule changes nothing for such a line. */
+#define BAIL 1
+
+enum { J_ABSENT = 0, J_NULL, J_STR, J_INT, J_OBJ, J_ARR, J_OTHER };
+typedef struct {
+    int type, esc;
+    const unsigned char *s; /* J_STR: the contents between the quotes; J_OBJ, J_ARR: the whole value */
+    Py_ssize_t len;
+    long long i; /* J_INT: an integer of at most 18 digits */
+} Slot;
+
+typedef struct Node Node;
+typedef struct {
+    const char *key;
+    Py_ssize_t klen;
+    int slot;
+    const Node *child;
+} Field;
+struct Node {
+    int n, lo, hi; /* lo..hi: the slots of the members below this object, cleared when it is met again */
+    Field f[10];
+};
+#define F(k, slot, child) {k, sizeof(k) - 1, slot, child}
+
+static int fobject(P *s, const Node *node, Slot *slots);
+
+static int fvalue(P *s, const Field *f, Slot *slots) {
+    Slot *sl = &slots[f->slot];
+    if (f->child)
+        for (int i = f->child->lo; i < f->child->hi; i++) slots[i].type = J_ABSENT; /* duplicate keys: last wins */
+    if (s->p >= s->end) return UNSURE;
+    const unsigned char *start = s->p;
+    unsigned char c = *start;
+    int r;
+    sl->esc = 0;
+    if (c == '"') {
+        s->p++;
+        if ((r = scan_string(s, &sl->s, &sl->len, &sl->esc))) return r;
+        sl->type = J_STR;
+        return 0;
+    }
+    r = c == '{' && f->child ? fobject(s, f->child, slots) : value(s, SKIP, NULL, NULL);
+    if (r) return r;
+    sl->s = start;
+    sl->len = s->p - start;
+    if (c == '{') {
+        sl->type = J_OBJ;
+    } else if (c == '[') {
+        sl->type = J_ARR;
+    } else if (c == 'n') {
+        sl->type = J_NULL;
+    } else if (c == 't' || c == 'f') {
+        sl->type = J_OTHER;
+    } else { /* a number (value validated it): an int of at most 18 digits, or something else */
+        const unsigned char *d = start + (c == '-');
+        Py_ssize_t n = s->p - d;
+        sl->type = J_OTHER;
+        if (n <= 18 && memchr(d, '.', n) == NULL) {
+            long long v = 0;
+            for (Py_ssize_t i = 0; i < n; i++) v = v * 10 + (d[i] - '0');
+            sl->i = c == '-' ? -v : v;
+            sl->type = J_INT;
+        }
+    }
+    return 0;
+}
+
+static int fobject(P *s, const Node *node, Slot *slots) {
+    if (++s->depth > MAX_DEPTH) return UNSURE;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        const unsigned char *k;
+        Py_ssize_t kl;
+        int esc, r;
+        if ((r = member_key(s, &k, &kl, &esc))) return r;
+        if (esc) return UNSURE; /* it might spell a key noted here */
+        const Field *hit = NULL;
+        for (int i = 0; i < node->n; i++)
+            if (node->f[i].klen == kl && memcmp(node->f[i].key, k, kl) == 0) {
+                hit = &node->f[i];
+                break;
+            }
+        if ((r = hit ? fvalue(s, hit, slots) : value(s, SKIP, NULL, NULL))) return r;
+        if ((r = member_end(s)) == END) break;
+        if (r) return r;
+    }
+    s->depth--;
+    return 0;
+}
+
+/* The members each rule reads. Codex: */
+enum { XS_TYPE, XS_TS, XS_PAYLOAD, XS_PTYPE, XS_MODEL, XS_CWD, XS_RID, XS_USAGE, XS_U0, XS_INFO = XS_U0 + 5, XS_TOTAL,
+       XS_T0, XS_LAST = XS_T0 + 5, XS_L0, XS_N = XS_L0 + 5 };
+#define FIVE(s0)                                                                                              \
+    {5, s0, s0 + 5, {F("input_tokens", s0, NULL), F("cached_input_tokens", s0 + 1, NULL),                     \
+                     F("cache_write_input_tokens", s0 + 2, NULL), F("output_tokens", s0 + 3, NULL),           \
+                     F("reasoning_output_tokens", s0 + 4, NULL)}}
+static const Node XN_USAGE = FIVE(XS_U0), XN_TOTAL = FIVE(XS_T0), XN_LAST = FIVE(XS_L0);
+static const Node XN_INFO = {2, XS_TOTAL, XS_N, {F("total_token_usage", XS_TOTAL, &XN_TOTAL), F("last_token_usage", XS_LAST, &XN_LAST)}};
+static const Node XN_PAYLOAD = {6, XS_PTYPE, XS_N, {F("type", XS_PTYPE, NULL), F("model", XS_MODEL, NULL),
+                                                    F("cwd", XS_CWD, NULL), F("response_id", XS_RID, NULL),
+                                                    F("usage", XS_USAGE, &XN_USAGE), F("info", XS_INFO, &XN_INFO)}};
+static const Node XN_ROOT = {3, 0, XS_N, {F("type", XS_TYPE, NULL), F("timestamp", XS_TS, NULL), F("payload", XS_PAYLOAD, &XN_PAYLOAD)}};
+
+/* Claude Code: */
+enum { CS_TYPE, CS_SID, CS_TS, CS_CWD, CS_BRANCH, CS_VERSION, CS_RID, CS_AGENT, CS_MESSAGE, CS_MODEL, CS_MID,
+       CS_CONTENT, CS_USAGE, CS_IN, CS_READ, CS_WRITE, CS_OUT, CS_DETAIL, CS_W5, CS_W1, CS_N };
+static const Node CN_DETAIL = {2, CS_W5, CS_N, {F("ephemeral_5m_input_tokens", CS_W5, NULL), F("ephemeral_1h_input_tokens", CS_W1, NULL)}};
+static const Node CN_USAGE = {5, CS_IN, CS_N, {F("input_tokens", CS_IN, NULL), F("cache_read_input_tokens", CS_READ, NULL),
+                                               F("cache_creation_input_tokens", CS_WRITE, NULL), F("output_tokens", CS_OUT, NULL),
+                                               F("cache_creation", CS_DETAIL, &CN_DETAIL)}};
+static const Node CN_MESSAGE = {4, CS_MODEL, CS_N, {F("model", CS_MODEL, NULL), F("id", CS_MID, NULL),
+                                                    F("content", CS_CONTENT, NULL), F("usage", CS_USAGE, &CN_USAGE)}};
+static const Node CN_ROOT = {9, 0, CS_N, {F("type", CS_TYPE, NULL), F("sessionId", CS_SID, NULL), F("timestamp", CS_TS, NULL),
+                                          F("cwd", CS_CWD, NULL), F("gitBranch", CS_BRANCH, NULL), F("version", CS_VERSION, NULL),
+                                          F("requestId", CS_RID, NULL), F("agentId", CS_AGENT, NULL),
+                                          F("message", CS_MESSAGE, &CN_MESSAGE)}};
+#define MAX_SLOTS ((int)XS_N > (int)CS_N ? (int)XS_N : (int)CS_N)
+
+static inline int slot_is(const Slot *sl, const char *lit) {
+    Py_ssize_t n = (Py_ssize_t)strlen(lit);
+    return sl->type == J_STR && !sl->esc && sl->len == n && memcmp(sl->s, lit, n) == 0;
+}
+static inline int nonempty(const Slot *sl) { return sl->type == J_STR && sl->len > 0; }
+static inline PyObject *slot_str(const Slot *sl) { return make_string(sl->s, sl->len, sl->esc); }
+
+/* Whether a string slot holds the str `o` (0 for anything else; -1 on error). */
+static int slot_eq(const Slot *sl, PyObject *o) {
+    if (sl->type != J_STR || o == NULL || !PyUnicode_CheckExact(o)) return 0;
+    if (sl->esc) {
+        PyObject *t = slot_str(sl);
+        if (t == NULL) return -1;
+        int same = PyUnicode_Compare(t, o) == 0;
+        Py_DECREF(t);
+        return same;
+    }
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(o, &n);
+    if (u == NULL) {
+        PyErr_Clear(); /* a str that is no UTF-8 (a lone surrogate) is no JSON string's */
+        return 0;
+    }
+    return n == sl->len && memcmp(u, sl->s, n) == 0;
+}
+
+/* The str of a string slot, reusing *cache when it holds the same (new reference). */
+static PyObject *cached_str(const Slot *sl, PyObject **cache) {
+    int same = slot_eq(sl, *cache);
+    if (same < 0) return NULL;
+    if (!same) {
+        PyObject *s = slot_str(sl);
+        if (s == NULL) return NULL;
+        Py_XSETREF(*cache, s);
+    }
+    return Py_NewRef(*cache);
+}
+
+/* ------------------------------------------------------------------------------ records, directly */
+
+/* TranscriptCall and Usage are slotted dataclasses whose __init__ (Python bytecode, ~1 µs a call) only
+ * stores its arguments: a call record is made here by copying a template instance's slots (the
+ * defaults) and storing the given leading fields, in field order (= __slots__ order). The tests
+ * compare the records with the plain reader's. */
+typedef struct {
+    PyTypeObject *type;
+    int n;
+    Py_ssize_t off[24];
+} Layout;
+static Layout LAYOUTS[2];
+
+static int layout_of(PyObject *tmpl, Layout *L) {
+    PyTypeObject *t = Py_TYPE(tmpl);
+    if (L->type == t) return 0;
+    PyObject *names = PyObject_GetAttrString((PyObject *)t, "__slots__");
+    if (names == NULL) return -1;
+    int rc = -1;
+    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) > 24) goto bad;
+    L->n = (int)PyTuple_GET_SIZE(names);
+    for (int i = 0; i < L->n; i++) {
+        PyObject *d = PyObject_GetAttr((PyObject *)t, PyTuple_GET_ITEM(names, i));
+        if (d == NULL) goto done;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) L->off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) goto bad;
+    }
+    L->type = t;
+    Py_INCREF(t);
+    rc = 0;
+    goto done;
+bad:
+    PyErr_SetString(PyExc_TypeError, "scan: a record template is not a slotted dataclass");
+done:
+    Py_DECREF(names);
+    return rc;
+}
+
+static PyObject *from_template(const Layout *L, PyObject *tmpl, PyObject *const *first, int n) {
+    PyTypeObject *t = Py_TYPE(tmpl);
+    PyObject *o = t->tp_alloc(t, 0);
+    if (o == NULL) return NULL;
+    for (int i = 0; i < L->n; i++) {
+        PyObject *v = i < n ? first[i] : *(PyObject **)((char *)tmpl + L->off[i]);
+        *(PyObject **)((char *)o + L->off[i]) = Py_XNewRef(v);
+    }
+    return o;
+}
+
+static PyObject *usage_of(PyObject *tmpl, const long long *v, int n) {
+    PyObject *ints[6] = {NULL};
+    PyObject *o = NULL;
+    for (int i = 0; i < n; i++)
+        if ((ints[i] = PyLong_FromLongLong(v[i])) == NULL) goto done;
+    o = from_template(&LAYOUTS[1], tmpl, ints, n);
+done:
+    for (int i = 0; i < n; i++) Py_XDECREF(ints[i]);
+    return o;
+}
+
+/* ------------------------------------------------------------------------------------- rule state */
+
+enum { K_claude_code, K_anthropic, K_codex, K_openai, K_None, K_cwd, K_branch, K_agent_version, K_started_at,
+       K_ended_at, K_models, K_source_path, K_merge, K_merge_usage, K_model, K_request_id, K_message_id,
+       K_git_branch, K_subagent_id, K_COUNT };
+static const char *KEY_NAMES[K_COUNT] = {
+    "claude-code", "anthropic", "codex", "openai", "None", "cwd", "branch", "agent_version", "started_at",
+    "ended_at", "models", "source_path", "merge", "merge_usage", "model", "request_id", "message_id",
+    "git_branch", "subagent_id"};
+static PyObject *K[K_COUNT];
+
+/* The state lists' layouts (claude_code.ClaudeCodeParser.native_state, codex.CodexParser.native_state). */
+enum { C_CALL, C_USAGE, C_SESSION, C_SESSIONS, C_CALLS, C_SEEN, C_SEEN_RAW, C_FILE_SESSION, C_FILE_AGENT,
+       C_SOURCE_PATH, C_LAST_TS, C_FROM_ANTHROPIC, C_SIZE };
+enum { X_CALL, X_USAGE, X_LINE_ERROR, X_WARNINGS, X_PATH, X_SID, X_MODEL, X_CWD, X_BRANCH, X_PREV, X_HAS_RECORDS,
+       X_LAST_TS, X_RECORD_CALLS, X_COUNT_CALLS, X_TOUCHED, X_FIRST_TS, X_LATEST_TS, X_MODELS, X_FIRST_CWD, X_SIZE };
+
+typedef struct {
+    int mode;
+    PyObject *st;                     /* the state list: v[] below are its items */
+    PyObject **v;
+    PyObject *model, *cwd, *first_cwd; /* Codex: owned, written back */
+    PyObject *sid_cache, *model_cache; /* Claude Code: owned */
+    long long prev[5];
+    int has_prev, prev_big, touched, have_span, last_changed, model_listed;
+    TS last, lo, hi;
+} R;
+
+static int r_load(R *r, PyObject *st, int mode) {
+    memset(r, 0, sizeof *r);
+    r->mode = mode;
+    r->st = st;
+    Py_ssize_t want = mode == 1 ? C_SIZE : X_SIZE;
+    if (!PyList_CheckExact(st) || PyList_GET_SIZE(st) != want) goto bad;
+    PyObject **v = r->v = ((PyListObject *)st)->ob_item;
+    if (layout_of(v[0], &LAYOUTS[0]) < 0 || layout_of(v[1], &LAYOUTS[1]) < 0) return -1;
+    if (mode == 1) {
+        if (!PyDict_CheckExact(v[C_SESSIONS]) || !PyDict_CheckExact(v[C_CALLS]) || !PyDict_CheckExact(v[C_SEEN]) ||
+            !PyDict_CheckExact(v[C_SEEN_RAW]) || !PyUnicode_Check(v[C_FILE_SESSION]))
+            goto bad;
+        return ts_from_datetime(v[C_LAST_TS], &r->last);
+    }
+    if (!PyDict_CheckExact(v[X_RECORD_CALLS]) || !PyDict_CheckExact(v[X_COUNT_CALLS]) ||
+        !PyList_CheckExact(v[X_MODELS]) || !PyList_CheckExact(v[X_WARNINGS]))
+        goto bad;
+    if (ts_from_datetime(v[X_LAST_TS], &r->last) < 0) return -1;
+    r->model = Py_NewRef(v[X_MODEL]);
+    r->cwd = Py_NewRef(v[X_CWD]);
+    r->first_cwd = Py_NewRef(v[X_FIRST_CWD]);
+    r->touched = v[X_TOUCHED] == Py_True;
+    if (v[X_FIRST_TS] != Py_None) {
+        if (ts_from_datetime(v[X_FIRST_TS], &r->lo) < 0 || ts_from_datetime(v[X_LATEST_TS], &r->hi) < 0) return -1;
+        r->have_span = 1;
+    }
+    PyObject *prev = v[X_PREV];
+    if (prev != Py_None) {
+        if (!PyTuple_CheckExact(prev) || PyTuple_GET_SIZE(prev) != 5) goto bad;
+        r->has_prev = 1;
+        for (int i = 0; i < 5; i++) {
+            int overflow;
+            r->prev[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(prev, i), &overflow);
+            if (r->prev[i] == -1 && PyErr_Occurred()) return -1;
+            if (overflow) r->prev_big = 1; /* a count past 64 bits: its token_count lines go to Python */
+        }
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "scan: bad state");
+    return -1;
+}
+
+static int set_item(PyObject *st, Py_ssize_t i, PyObject *v) {
+    if (v == NULL) return -1;
+    return PyList_SetItem(st, i, v); /* steals */
+}
+
+/* Write the scalars back into the state list (when ok); releases what r owns. */
+static int r_store(R *r, int ok) {
+    int rc = 0;
+    PyObject *st = r->st;
+    if (ok && r->mode == 1) {
+        if (r->last_changed) rc = set_item(st, C_LAST_TS, ts_datetime(&r->last));
+    } else if (ok) {
+        if (set_item(st, X_MODEL, Py_NewRef(r->model)) < 0 || set_item(st, X_CWD, Py_NewRef(r->cwd)) < 0 ||
+            set_item(st, X_FIRST_CWD, Py_NewRef(r->first_cwd)) < 0 ||
+            set_item(st, X_TOUCHED, Py_NewRef(r->touched ? Py_True : Py_False)) < 0)
+            rc = -1;
+        if (rc == 0 && r->last_changed) rc = set_item(st, X_LAST_TS, ts_datetime(&r->last));
+        if (rc == 0 && r->have_span &&
+            (set_item(st, X_FIRST_TS, ts_datetime(&r->lo)) < 0 || set_item(st, X_LATEST_TS, ts_datetime(&r->hi)) < 0))
+            rc = -1;
+        if (rc == 0 && r->has_prev && !r->prev_big)
+            rc = set_item(st, X_PREV, Py_BuildValue("(LLLLL)", r->prev[0], r->prev[1], r->prev[2], r->prev[3], r->prev[4]));
+    }
+    Py_CLEAR(r->model);
+    Py_CLEAR(r->cwd);
+    Py_CLEAR(r->first_cwd);
+    Py_CLEAR(r->sid_cache);
+    Py_CLEAR(r->model_cache);
+    return rc;
+}
+
+/* The line's time: 0 with it (`parsed`: the line's own), BAIL for a value parse_ts must judge. A line
+ * without one takes the last time seen, as the parsers do. */
+static int slot_ts(R *r, const Slot *sl, TS *ts, int *parsed) {
+    *parsed = 0;
+    if (sl->type == J_ABSENT || sl->type == J_NULL) {
+        *ts = r->last;
+        return 0;
+    }
+    if (sl->type != J_STR || sl->esc || !ts_parse((const char *)sl->s, sl->len, ts)) return BAIL;
+    *parsed = 1;
+    return 0;
+}
+
+/* -- Codex ---------------------------------------------------------------------------------------- */
+
+/* `raw_usage`'s fast path: 0 with the five counts, -2 for "not an object" (None), BAIL for an object
+ * whose counts are not all plain non-negative ints (the parser's general rule decides). */
+static int codex_usage(const Slot *sl, int node, int first, long long out[5]) {
+    if (sl[node].type != J_OBJ) return -2;
+    for (int i = 0; i < 5; i++) {
+        const Slot *c = &sl[first + i];
+        if (c->type == J_ABSENT) {
+            out[i] = 0;
+        } else if (c->type == J_INT && c->i >= 0) {
+            out[i] = c->i;
+        } else {
+            return BAIL;
+        }
+    }
+    return 0;
+}
+
+static void codex_seen(R *r, const TS *ts, int parsed) {
+    r->touched = 1;
+    if (!r->have_span) {
+        r->lo = r->hi = *ts;
+        r->have_span = 1;
+    } else {
+        if (ts->key < r->lo.key) r->lo = *ts;
+        if (ts->key > r->hi.key) r->hi = *ts;
+    }
+    if (parsed) {
+        r->last = *ts;
+        r->last_changed = 1;
+    }
+}
+
+/* codex.CodexParser._new_call with usage_from_codex(u). */
+static PyObject *codex_call(R *r, PyObject *call_id, const TS *ts, const long long u[5], PyObject *request_id) {
+    PyObject **v = r->v;
+    long long inp = u[0], cached = u[1], cw = u[2];
+    if (cached > inp) cached = inp;
+    long long rest = inp - cached;
+    if (cw > rest) cw = rest;
+    long long counts[6] = {rest - cw, cached, cw, 0, u[3], u[4]};
+    PyObject *usage = usage_of(v[X_USAGE], counts, 6);
+    if (usage == NULL) return NULL;
+    PyObject *when = ts_datetime(ts);
+    if (when == NULL) {
+        Py_DECREF(usage);
+        return NULL;
+    }
+    PyObject *args[11] = {call_id, v[X_SID], K[K_codex], K[K_openai], r->model, when, usage, request_id,
+                          Py_None, r->cwd, v[X_BRANCH]};
+    PyObject *call = from_template(&LAYOUTS[0], v[X_CALL], args, 11);
+    Py_DECREF(when);
+    Py_DECREF(usage);
+    return call;
+}
+
+static int eq5(const long long *a, const long long *b) {
+    for (int i = 0; i < 5; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+static int codex_token_count(R *r, Py_ssize_t line_no, const Slot *sl, const TS *ts, int parsed) {
+    PyObject **v = r->v;
+    const Slot *info = &sl[XS_INFO];
+    long long total[5], last[5], delta[5], prev[5];
+    if (info->type == J_ABSENT || info->type == J_NULL) {
+        codex_seen(r, ts, parsed); /* a rate-limit-only update */
+        return 0;
+    }
+    if (info->type != J_OBJ) return BAIL;
+    int rt = codex_usage(sl, XS_TOTAL, XS_T0, total), rl = codex_usage(sl, XS_LAST, XS_L0, last);
+    if (rt == BAIL || rl == BAIL || (rt == 0 && r->prev_big)) return BAIL;
+    codex_seen(r, ts, parsed);
+    int has_total = rt == 0, has_last = rl == 0, has_delta = 0, had_prev = r->has_prev;
+    if (!has_total && !has_last) return 0;
+    if (has_total && had_prev && eq5(total, r->prev)) return 0; /* the same event written again */
+    memcpy(prev, r->prev, sizeof prev);
+    if (has_total) {
+        if (!had_prev) {
+            memcpy(delta, total, sizeof delta);
+            has_delta = 1;
+        } else if (total[0] >= prev[0] && total[1] >= prev[1] && total[2] >= prev[2] && total[3] >= prev[3] &&
+                   total[4] >= prev[4]) {
+            for (int i = 0; i < 5; i++) delta[i] = total[i] - prev[i];
+            has_delta = 1;
+        }
+        memcpy(r->prev, total, sizeof total);
+        r->has_prev = 1;
+    }
+    const long long *use = has_last ? last : has_delta ? delta : NULL;
+    if (use == NULL) return 0;
+    if (has_last && has_delta && had_prev && !eq5(last, delta)) {
+        PyObject *msg = PyUnicode_FromFormat(
+            "token_count last_token_usage [%lld, %lld, %lld, %lld, %lld] differs from the total_token_usage delta "
+            "[%lld, %lld, %lld, %lld, %lld]; used last_token_usage",
+            last[0], last[1], last[2], last[3], last[4], delta[0], delta[1], delta[2], delta[3], delta[4]);
+        if (msg == NULL) return -1;
+        PyObject *n = PyLong_FromSsize_t(line_no);
+        PyObject *w = n == NULL ? NULL : PyObject_CallFunctionObjArgs(v[X_LINE_ERROR], v[X_PATH], n, msg, NULL);
+        Py_XDECREF(n);
+        Py_DECREF(msg);
+        if (w == NULL) return -1;
+        int a = PyList_Append(v[X_WARNINGS], w);
+        Py_DECREF(w);
+        if (a < 0) return -1;
+    }
+    if ((use[0] | use[1] | use[2] | use[3] | use[4]) == 0) return 0;
+    if (v[X_HAS_RECORDS] == Py_True || PyDict_GET_SIZE(v[X_RECORD_CALLS]) > 0) return 0; /* records are the calls */
+    Sha c;
+    sha_init(&c);
+    sha_add(&c, "codex\x1ftoken_count\x1f", 18);
+    if (parsed)
+        sha_add(&c, sl[XS_TS].s, (size_t)sl[XS_TS].len);
+    else
+        sha_add(&c, "None", 4);
+    sha_ints(&c, has_total ? total : use, 5);
+    PyObject *call_id = sha_id(&c);
+    if (call_id == NULL) return -1;
+    int have = PyDict_Contains(v[X_COUNT_CALLS], call_id), rc = have < 0 ? -1 : 0;
+    if (have == 0) {
+        PyObject *call = codex_call(r, call_id, ts, use, Py_None);
+        rc = call == NULL ? -1 : PyDict_SetItem(v[X_COUNT_CALLS], call_id, call);
+        Py_XDECREF(call);
+    }
+    Py_DECREF(call_id);
+    return rc;
+}
+
+static int codex_usage_record(R *r, const Slot *sl, const TS *ts, int parsed) {
+    PyObject **v = r->v;
+    long long u[5];
+    if (codex_usage(sl, XS_USAGE, XS_U0, u) != 0) return BAIL;
+    codex_seen(r, ts, parsed);
+    PyObject *rid = Py_None;
+    Sha c;
+    sha_init(&c);
+    if (nonempty(&sl[XS_RID])) {
+        if ((rid = slot_str(&sl[XS_RID])) == NULL) return -1;
+        sha_add(&c, "codex\x1fresponse", 14);
+        if (sha_str(&c, rid) < 0) {
+            Py_DECREF(rid);
+            return -1;
+        }
+    } else {
+        char iso[48];
+        int n = snprintf(iso, sizeof iso, "\x1f%04d-%02d-%02dT%02d:%02d:%02d", ts->y, ts->mo, ts->d, ts->h, ts->mi, ts->s);
+        if (ts->us) n += snprintf(iso + n, sizeof iso - n, ".%06d", ts->us);
+        n += snprintf(iso + n, sizeof iso - n, "+00:00");
+        sha_add(&c, "codex\x1fusage_record", 18);
+        sha_add(&c, iso, (size_t)n);
+        sha_ints(&c, u, 5);
+        Py_INCREF(rid);
+    }
+    PyObject *call_id = sha_id(&c), *call = NULL;
+    int rc = -1;
+    if (call_id != NULL && (call = codex_call(r, call_id, ts, u, rid)) != NULL) {
+        PyObject *have = PyDict_GetItemWithError(v[X_RECORD_CALLS], call_id);
+        if (have != NULL) {
+            PyObject *m = PyObject_CallMethodOneArg(have, K[K_merge], call);
+            rc = m == NULL ? -1 : 0;
+            Py_XDECREF(m);
+        } else if (!PyErr_Occurred()) {
+            rc = PyDict_SetItem(v[X_RECORD_CALLS], call_id, call);
+        }
+    }
+    Py_XDECREF(call);
+    Py_XDECREF(call_id);
+    Py_DECREF(rid);
+    return rc;
+}
+
+static int codex_rule(R *r, Py_ssize_t line_no, const Slot *sl) {
+    const Slot *kind = &sl[XS_TYPE], *payload = &sl[XS_PAYLOAD];
+    if (payload->type == J_ABSENT || payload->type == J_NULL) return BAIL; /* early Codex's bare lines */
+    if (kind->type == J_ABSENT || kind->type == J_NULL) return 0;          /* counts nothing */
+    if (kind->type != J_STR || kind->esc) return BAIL;
+    int which = 0;
+    if (slot_is(kind, "event_msg")) {
+        if (payload->type != J_OBJ) return 0;
+        if (sl[XS_PTYPE].type == J_STR && sl[XS_PTYPE].esc) return BAIL;
+        if (!slot_is(&sl[XS_PTYPE], "token_count")) return 0;
+        which = 1;
+    } else if (slot_is(kind, "turn_context")) {
+        which = 2;
+    } else if (slot_is(kind, "token_usage_record")) {
+        which = 3;
+    } else {
+        return slot_is(kind, "session_meta") ? BAIL : 0; /* session_meta: once a file, the parser's Python */
+    }
+    if (which != 1 && payload->type != J_OBJ) return BAIL;
+    TS ts;
+    int parsed;
+    if (slot_ts(r, &sl[XS_TS], &ts, &parsed)) return BAIL;
+    if (which == 1) return codex_token_count(r, line_no, sl, &ts, parsed);
+    if (which == 3) return codex_usage_record(r, sl, &ts, parsed);
+    codex_seen(r, &ts, parsed); /* turn_context */
+    if (nonempty(&sl[XS_MODEL])) {
+        int same = slot_eq(&sl[XS_MODEL], r->model);
+        if (same < 0) return -1;
+        if (!same) {
+            PyObject *m = slot_str(&sl[XS_MODEL]);
+            if (m == NULL) return -1;
+            Py_SETREF(r->model, m);
+            r->model_listed = 0;
+        }
+        if (!r->model_listed) {
+            PyObject *models = r->v[X_MODELS];
+            int has = PySequence_Contains(models, r->model);
+            if (has < 0 || (has == 0 && PyList_Append(models, r->model) < 0)) return -1;
+            r->model_listed = 1;
+        }
+    }
+    if (nonempty(&sl[XS_CWD])) {
+        int same = slot_eq(&sl[XS_CWD], r->cwd);
+        if (same < 0) return -1;
+        if (!same) {
+            PyObject *cwd = slot_str(&sl[XS_CWD]);
+            if (cwd == NULL) return -1;
+            Py_SETREF(r->cwd, cwd);
+        }
+        if (r->first_cwd == Py_None) Py_SETREF(r->first_cwd, Py_NewRef(r->cwd));
+    }
+    return 0;
+}
+
+/* -- Claude Code ---------------------------------------------------------------------------------- */
+
+/* usage.Usage.from_anthropic: its fast path here, its general rule in Python (on the built object). */
+static PyObject *claude_usage(R *r, const Slot *sl, PyObject *usage_dict) {
+    const Slot *in = &sl[CS_IN], *rd = &sl[CS_READ], *wt = &sl[CS_WRITE], *out = &sl[CS_OUT], *det = &sl[CS_DETAIL];
+    long long write_total = wt->type == J_ABSENT ? 0 : wt->i;
+    if (in->type == J_INT && rd->type == J_INT && out->type == J_INT && (wt->type == J_ABSENT || wt->type == J_INT) &&
+        in->i >= 0 && rd->i >= 0 && out->i >= 0) {
+        const Slot *w5 = &sl[CS_W5], *w1 = &sl[CS_W1];
+        if (det->type == J_OBJ) {
+            if (w5->type == J_INT && w1->type == J_INT && w5->i >= 0 && w1->i >= 0 && w5->i + w1->i == write_total) {
+                long long c[5] = {in->i, rd->i, w5->i, w1->i, out->i};
+                return usage_of(r->v[C_USAGE], c, 5);
+            }
+        } else if ((det->type == J_ABSENT || det->type == J_NULL) && write_total >= 0) {
+            long long c[5] = {in->i, rd->i, write_total, 0, out->i};
+            return usage_of(r->v[C_USAGE], c, 5);
+        }
+    }
+    return PyObject_CallOneArg(r->v[C_FROM_ANTHROPIC], usage_dict);
+}
+
+static int set_if_none(PyObject *o, int attr, PyObject *value) {
+    PyObject *cur = PyObject_GetAttr(o, K[attr]);
+    if (cur == NULL) return -1;
+    int rc = cur == Py_None && value != Py_None ? PyObject_SetAttr(o, K[attr], value) : 0;
+    Py_DECREF(cur);
+    return rc;
+}
+
+static PyObject *str_or_none(const Slot *sl) { return nonempty(sl) ? slot_str(sl) : Py_NewRef(Py_None); }
+
+/* ClaudeCodeParser._session: the line's session, its cwd, branch and version (borrowed). */
+static PyObject *claude_session(R *r, const Slot *sl, PyObject *sid) {
+    PyObject **v = r->v;
+    PyObject *s = PyDict_GetItemWithError(v[C_SESSIONS], sid);
+    if (s == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        s = PyObject_CallFunctionObjArgs(v[C_SESSION], K[K_claude_code], sid, NULL);
+        if (s == NULL) return NULL;
+        if ((v[C_SOURCE_PATH] != Py_None && PyObject_SetAttr(s, K[K_source_path], v[C_SOURCE_PATH]) < 0) ||
+            PyDict_SetItem(v[C_SESSIONS], sid, s) < 0) {
+            Py_DECREF(s);
+            return NULL;
+        }
+        Py_DECREF(s); /* the dict holds it */
+    }
+    if (nonempty(&sl[CS_CWD])) {
+        PyObject *cur = PyObject_GetAttr(s, K[K_cwd]);
+        if (cur == NULL) return NULL;
+        int unset = cur == Py_None;
+        Py_DECREF(cur);
+        if (unset) {
+            PyObject *cwd = slot_str(&sl[CS_CWD]);
+            int rc = cwd == NULL ? -1 : PyObject_SetAttr(s, K[K_cwd], cwd);
+            Py_XDECREF(cwd);
+            if (rc < 0) return NULL;
+        }
+    }
+    static const int keys[2][2] = {{CS_BRANCH, K_branch}, {CS_VERSION, K_agent_version}};
+    for (int i = 0; i < 2; i++) {
+        const Slot *val = &sl[keys[i][0]];
+        if (!nonempty(val)) continue;
+        PyObject *cur = PyObject_GetAttr(s, K[keys[i][1]]);
+        if (cur == NULL) return NULL;
+        int same = slot_eq(val, cur);
+        Py_DECREF(cur);
+        if (same < 0) return NULL;
+        if (!same) {
+            PyObject *nv = slot_str(val);
+            int rc = nv == NULL ? -1 : PyObject_SetAttr(s, K[keys[i][1]], nv);
+            Py_XDECREF(nv);
+            if (rc < 0) return NULL;
+        }
+    }
+    return s;
+}
+
+/* TranscriptSession.see */
+static int session_see(PyObject *s, PyObject *when) {
+    static const int attrs[2] = {K_started_at, K_ended_at};
+    for (int i = 0; i < 2; i++) {
+        PyObject *cur = PyObject_GetAttr(s, K[attrs[i]]);
+        if (cur == NULL) return -1;
+        int move = cur == Py_None ? 1 : PyObject_RichCompareBool(when, cur, i == 0 ? Py_LT : Py_GT);
+        Py_DECREF(cur);
+        if (move < 0 || (move && PyObject_SetAttr(s, K[attrs[i]], when) < 0)) return -1;
+    }
+    return 0;
+}
+
+/* What _call must know before anything changes: the dedup key, the parser's entry for it, whether the
+ * usage bytes are those that entry was made from (then the usage objects are equal: nothing to do) and,
+ * if not, the usage object itself. Returns UNSURE when that object cannot be built exactly here. */
+typedef struct {
+    PyObject *key, *entry, *usage; /* entry borrowed */
+    int same_bytes;
+} CallPlan;
+
+static int claude_plan(R *r, const Slot *sl, PyObject *rid, PyObject *mid, CallPlan *cp) {
+    PyObject **v = r->v;
+    const Slot *u = &sl[CS_USAGE];
+    if ((cp->key = PyTuple_Pack(2, rid, mid)) == NULL) return -1;
+    cp->entry = PyDict_GetItemWithError(v[C_SEEN], cp->key);
+    if (cp->entry == NULL && PyErr_Occurred()) return -1;
+    if (cp->entry != NULL) {
+        PyObject *raw = PyDict_GetItemWithError(v[C_SEEN_RAW], cp->key);
+        if (raw == NULL && PyErr_Occurred()) return -1;
+        /* (entry, bytes): valid while the parser's entry is still that one */
+        if (raw != NULL && PyTuple_GET_ITEM(raw, 0) == cp->entry) {
+            PyObject *b = PyTuple_GET_ITEM(raw, 1);
+            cp->same_bytes = PyBytes_GET_SIZE(b) == u->len && memcmp(PyBytes_AS_STRING(b), u->s, u->len) == 0;
+        }
+    }
+    if (cp->same_bytes) return 0;
+    P sub = {u->s, u->s + u->len, 0, 0};
+    int rc = object(&sub, FULL, NULL, &cp->usage);
+    if (sub.pyerr) return -1;
+    return rc ? UNSURE : 0;
+}
+
+/* ClaudeCodeParser._call, after the plan. */
+static int claude_call(R *r, const Slot *sl, CallPlan *cp, PyObject *sid, PyObject *model, PyObject *when,
+                       PyObject *rid, PyObject *mid) {
+    PyObject **v = r->v;
+    if (cp->same_bytes) return 0; /* another block of the same response repeating its usage */
+    PyObject *call = NULL, *usage = NULL, *entry = NULL, *raw = NULL, *cwd = NULL, *branch = NULL, *agent = NULL;
+    int rc = -1;
+    if (cp->entry != NULL) {
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(cp->entry, 1), cp->usage, Py_EQ);
+        if (same < 0) return -1;
+        if (same) { /* equal objects written differently: remember these bytes too */
+            entry = Py_NewRef(cp->entry);
+            goto remember;
+        }
+    }
+    cwd = str_or_none(&sl[CS_CWD]);
+    branch = str_or_none(&sl[CS_BRANCH]);
+    agent = nonempty(&sl[CS_AGENT]) ? slot_str(&sl[CS_AGENT]) : Py_NewRef(v[C_FILE_AGENT]);
+    if (cwd == NULL || branch == NULL || agent == NULL) goto done;
+    if ((usage = claude_usage(r, sl, cp->usage)) == NULL) goto done;
+    if (cp->entry != NULL) {
+        /* A later line of a known response (a streamed response's final usage): folded in. */
+        call = Py_NewRef(PyTuple_GET_ITEM(cp->entry, 0));
+        PyObject *m = PyObject_CallMethodObjArgs(call, K[K_merge_usage], usage, when, NULL);
+        if (m == NULL) goto done;
+        Py_DECREF(m);
+        if (set_if_none(call, K_model, model) < 0 || set_if_none(call, K_request_id, rid) < 0 ||
+            set_if_none(call, K_message_id, mid) < 0 || set_if_none(call, K_cwd, cwd) < 0 ||
+            set_if_none(call, K_git_branch, branch) < 0 || set_if_none(call, K_subagent_id, agent) < 0)
+            goto done;
+    } else {
+        Sha c;
+        sha_init(&c);
+        sha_add(&c, rid != Py_None ? "claude-code\x1frequest" : "claude-code\x1fmessage", 19);
+        if (sha_str(&c, rid != Py_None ? rid : mid) < 0) goto done;
+        PyObject *call_id = sha_id(&c);
+        if (call_id == NULL) goto done;
+        PyObject *args[12] = {call_id, sid, K[K_claude_code], K[K_anthropic], model, when, usage, rid, mid, cwd,
+                              branch, agent};
+        call = from_template(&LAYOUTS[0], v[C_CALL], args, 12);
+        PyObject *have = call == NULL ? NULL : PyDict_GetItemWithError(v[C_CALLS], call_id);
+        int ok = call != NULL && !PyErr_Occurred();
+        if (ok && have == NULL) {
+            ok = PyDict_SetItem(v[C_CALLS], call_id, call) == 0;
+        } else if (ok) {
+            PyObject *m = PyObject_CallMethodOneArg(have, K[K_merge], call);
+            ok = m != NULL;
+            Py_XDECREF(m);
+            Py_SETREF(call, Py_NewRef(have));
+        }
+        Py_DECREF(call_id);
+        if (!ok) goto done;
+    }
+    entry = PyTuple_Pack(2, call, cp->usage);
+    if (entry == NULL || PyDict_SetItem(v[C_SEEN], cp->key, entry) < 0) goto done;
+remember:
+    raw = Py_BuildValue("(Oy#)", entry, (const char *)sl[CS_USAGE].s, sl[CS_USAGE].len);
+    if (raw != NULL && PyDict_SetItem(v[C_SEEN_RAW], cp->key, raw) == 0) rc = 0;
+done:
+    Py_XDECREF(raw);
+    Py_XDECREF(entry);
+    Py_XDECREF(usage);
+    Py_XDECREF(call);
+    Py_XDECREF(cwd);
+    Py_XDECREF(branch);
+    Py_XDECREF(agent);
+    return rc;
+}
+
+static int claude_rule(R *r, const Slot *sl) {
+    PyObject **v = r->v;
+    const Slot *kind = &sl[CS_TYPE];
+    if (kind->type != J_STR) return 0;
+    if (kind->esc) return BAIL;
+    if (slot_is(kind, "summary") || slot_is(kind, "cost-state")) return BAIL; /* a few a session */
+    if (!slot_is(kind, "assistant")) return 0;
+    if (sl[CS_MESSAGE].type != J_OBJ) return BAIL;
+    if (sl[CS_CONTENT].type != J_STR && sl[CS_CONTENT].type != J_ARR) return BAIL;
+    int usage = sl[CS_USAGE].type == J_OBJ;
+    if (!usage && sl[CS_USAGE].type != J_ABSENT && sl[CS_USAGE].type != J_NULL) return BAIL;
+    TS ts;
+    int parsed;
+    if (slot_ts(r, &sl[CS_TS], &ts, &parsed)) return BAIL;
+    const Slot *m = &sl[CS_MODEL];
+    if (nonempty(m) && m->esc) return BAIL;
+    int synthetic = slot_is(m, "<synthetic>"), counts = usage && !synthetic;
+    if (counts && !nonempty(&sl[CS_RID]) && !nonempty(&sl[CS_MID])) return BAIL; /* keyed by line: rare */
+    PyObject *model = nonempty(m) ? cached_str(m, &r->model_cache) : Py_NewRef(Py_None);
+    PyObject *rid = str_or_none(&sl[CS_RID]), *mid = str_or_none(&sl[CS_MID]);
+    PyObject *sid = nonempty(&sl[CS_SID]) ? cached_str(&sl[CS_SID], &r->sid_cache) : Py_NewRef(v[C_FILE_SESSION]);
+    PyObject *when = NULL;
+    CallPlan cp = {NULL, NULL, NULL, 0};
+    int rc = -1;
+    if (model == NULL || rid == NULL || mid == NULL || sid == NULL) goto done;
+    if (counts && (rc = claude_plan(r, sl, rid, mid, &cp)) != 0) goto done; /* nothing changed yet */
+    rc = -1;
+    PyObject *s = claude_session(r, sl, sid);
+    if (s == NULL || (when = ts_datetime(&ts)) == NULL || session_see(s, when) < 0) goto done;
+    if (parsed) {
+        r->last = ts;
+        r->last_changed = 1;
+    }
+    if (!synthetic && model != Py_None) {
+        PyObject *models = PyObject_GetAttr(s, K[K_models]);
+        int has = models == NULL ? -1 : PySequence_Contains(models, model);
+        int bad = has < 0 || (has == 0 && PyList_Append(models, model) < 0);
+        Py_XDECREF(models);
+        if (bad) goto done;
+    }
+    rc = counts ? claude_call(r, sl, &cp, sid, model, when, rid, mid) : 0;
+done:
+    Py_XDECREF(cp.key);
+    Py_XDECREF(cp.usage);
+    Py_XDECREF(when);
+    Py_XDECREF(model);
+    Py_XDECREF(rid);
+    Py_XDECREF(mid);
+    Py_XDECREF(sid);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------------------------- scan */
 
 static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer buf;
     Py_ssize_t line_no;
     int mode;
-    PyObject *skip_prefixes, *needle, *keep_prefixes, *spec_dict;
-    if (!PyArg_ParseTuple(args, "y*niO!OO!O!", &buf, &line_no, &mode, &PyTuple_Type, &skip_prefixes, &needle,
-                          &PyTuple_Type, &keep_prefixes, &PyDict_Type, &spec_dict))
+    PyObject *skip_prefixes, *needle, *keep_prefixes, *spec_dict, *state = Py_None;
+    Py_ssize_t start = 0;
+    if (!PyArg_ParseTuple(args, "y*niO!OO!O!|On", &buf, &line_no, &mode, &PyTuple_Type, &skip_prefixes, &needle,
+                          &PyTuple_Type, &keep_prefixes, &PyDict_Type, &spec_dict, &state, &start))
         return NULL;
     PyObject *items = NULL;
+    R rule;
+    int have_rule = 0;
     int gc_was_enabled = 0;
     Spec pool[MAX_NODES];
     int used = 0;
@@ -538,14 +1540,22 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         ndlen = PyBytes_GET_SIZE(needle);
     }
     if (mode != 1 && mode != 2) goto badarg;
+    if (start < 0 || start > buf.len) goto badarg;
     if (build_spec(spec_dict, pool, &used, &spec) < 0) goto fail;
+    if (state != Py_None) {
+        if (r_load(&rule, state, mode) < 0) {
+            r_store(&rule, 0);
+            goto fail;
+        }
+        have_rule = 1;
+    }
     items = PyList_New(0);
     if (items == NULL) goto fail;
 
     /* No cyclic collection while building: the built values are trees of fresh objects, and a chunk
      * builds thousands of dicts, each collection walking all of them again (most of the time, measured). */
     gc_was_enabled = PyGC_Disable();
-    const unsigned char *base = buf.buf, *p = base, *end = base + buf.len;
+    const unsigned char *base = buf.buf, *p = base + start, *end = base + buf.len;
     /* The next occurrence of the needle at or after the current line: one pass over the buffer, not a
      * search per line (the needle holds no newline, so an occurrence lies within one line). */
     const unsigned char *next_needle = NULL;
@@ -576,16 +1586,32 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         P s = {line, line + len, 0, 0};
         PyObject *obj = NULL;
+        int r;
         skip_ws(&s);
-        int r = (s.p < s.end && *s.p == '{') ? object(&s, OBJECT, spec, &obj) : UNSURE;
-        if (r == 0) {
-            skip_ws(&s);
-            if (s.p != s.end) {
-                Py_CLEAR(obj);
-                r = UNSURE;
+        if (have_rule) { /* the rule reads the slots; its unsure lines go back as bytes */
+            Slot slots[MAX_SLOTS];
+            memset(slots, 0, sizeof slots);
+            r = (s.p < s.end && *s.p == '{') ? fobject(&s, mode == 1 ? &CN_ROOT : &XN_ROOT, slots) : UNSURE;
+            if (r == 0) {
+                skip_ws(&s);
+                if (s.p != s.end) r = UNSURE;
             }
+            if (r == 0) {
+                r = mode == 1 ? claude_rule(&rule, slots) : codex_rule(&rule, line_no + lines, slots);
+                if (r < 0) goto fail;
+                if (r == 0) continue;
+            }
+        } else {
+            r = (s.p < s.end && *s.p == '{') ? object(&s, OBJECT, spec, &obj) : UNSURE;
+            if (r == 0) {
+                skip_ws(&s);
+                if (s.p != s.end) {
+                    Py_CLEAR(obj);
+                    r = UNSURE;
+                }
+            }
+            if (s.pyerr) goto fail;
         }
-        if (s.pyerr) goto fail;
         if (r) obj = PyBytes_FromStringAndSize((const char *)line, len);
         if (obj == NULL) goto fail;
         PyObject *n = PyLong_FromSsize_t(line_no + lines);
@@ -596,14 +1622,20 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         Py_DECREF(n);
         Py_DECREF(obj);
+        if (have_rule) break; /* the parser reads this line before the rule goes on */
     }
     if (gc_was_enabled) PyGC_Enable();
+    if (have_rule && r_store(&rule, 1) < 0) {
+        have_rule = 0;
+        goto fail;
+    }
     PyBuffer_Release(&buf);
     return Py_BuildValue("(Nnn)", items, lines, (Py_ssize_t)(p - base));
 badarg:
     PyErr_SetString(PyExc_TypeError, "scan: bad arguments");
 fail:
     if (gc_was_enabled) PyGC_Enable();
+    if (have_rule) r_store(&rule, 0);
     Py_XDECREF(items);
     PyBuffer_Release(&buf);
     return NULL;
@@ -616,4 +1648,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
+    for (int i = 0; i < K_COUNT; i++)
+        if ((K[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return NULL;
+    return PyModule_Create(&module);
+}

@@ -9,4 +9,6 @@ def scan(
     needle: bytes | None,
     keep_prefixes: tuple[bytes, ...],
     spec: dict[str, Any],
+    state: list[Any] | None = None,
+    start: int = 0,
 ) -> tuple[list[Any], int, int]: ...

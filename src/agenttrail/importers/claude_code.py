@@ -128,6 +128,11 @@ _NATIVE = NativeRule(
 )
 
 
+# The native rule makes call records by copying these (the fields' defaults) and setting the leading fields.
+_USAGE_TEMPLATE = Usage()
+_CALL_TEMPLATE = TranscriptCall("", "", CLAUDE_CODE, "anthropic", None, datetime.fromtimestamp(0, UTC), _USAGE_TEMPLATE)
+
+
 class ClaudeCodeParser:
     """Parses one Claude Code transcript file into an ImportBatch (a `jsonl.LineParser`).
 
@@ -146,6 +151,9 @@ class ClaudeCodeParser:
         self._sessions: dict[str, TranscriptSession] = {}
         self._calls: dict[str, TranscriptCall] = {}
         self._seen: dict[tuple[Any, Any], tuple[TranscriptCall, dict[str, Any]]] = {}
+        # The native rule's note of the usage bytes each `_seen` entry was made from (valid while the entry
+        # is still that one): the same bytes again are the same usage, without building it.
+        self._seen_raw: dict[tuple[Any, Any], tuple[tuple[TranscriptCall, dict[str, Any]], bytes]] = {}
         self._path = Path()
         self._subagent = False
         self._file_session = ""
@@ -160,6 +168,7 @@ class ClaudeCodeParser:
         self._sessions = {}
         self._calls = {}
         self._seen = {}
+        self._seen_raw = {}
         self._subagent = path.parent.name == "subagents"
         if self._subagent:
             self._file_session = path.parent.parent.name
@@ -199,6 +208,19 @@ class ClaudeCodeParser:
         self._out.calls = list(self._calls.values())
         self._batch.extend(self._out)
         return {"last_ts": self._last_ts.isoformat()}
+
+    # -- the native rule (usage only) -----------------------------------------------------------------
+    def native_state(self) -> list[Any]:
+        """What the native scanner's copy of this rule (`_scan.c`, `claude_rule`; the layout is its
+        `C_*` enum) reads and updates: the same dicts this parser fills, and the last time seen."""
+        source = None if self._subagent else str(self._path)
+        return [
+            *(_CALL_TEMPLATE, _USAGE_TEMPLATE, TranscriptSession, self._sessions, self._calls, self._seen),
+            *(self._seen_raw, self._file_session, self._file_agent_id, source, self._last_ts, Usage.from_anthropic),
+        ]
+
+    def native_done(self, state: list[Any]) -> None:
+        self._last_ts = state[10]
 
     # -- lines ----------------------------------------------------------------------------------------
     def _ts(self, obj: dict[str, Any]) -> datetime:

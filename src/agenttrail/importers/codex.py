@@ -109,6 +109,11 @@ _NATIVE = NativeRule(
 )
 
 
+# The native rule makes call records by copying these (the fields' defaults) and setting the leading fields.
+_USAGE_TEMPLATE = Usage()
+_CALL_TEMPLATE = TranscriptCall("", "", CODEX, "openai", None, datetime.fromtimestamp(0, UTC), _USAGE_TEMPLATE)
+
+
 def _counts_usage(kind: object, payload: object) -> bool:
     if kind in _USAGE_KINDS:
         return True
@@ -288,6 +293,29 @@ class CodexParser:
             "has_usage_records": self._has_records or bool(self._record_calls),
             "last_ts": self._last_ts.isoformat(),
         }
+
+    # -- the native rule (usage only) -----------------------------------------------------------------
+    def native_state(self) -> list[Any]:
+        """What the native scanner's copy of this rule (`_scan.c`, `codex_rule`; the layout is its `X_*`
+        enum) reads and updates, and, from index 14, what it saw since: whether a line counted, the
+        first and latest times, the new models and the first turn's cwd (applied by `native_done`)."""
+        return [
+            *(_CALL_TEMPLATE, _USAGE_TEMPLATE, LineError, self._batch.warnings, str(self._path), self._sid),
+            *(self._model, self._cwd, self._branch, self._prev_total, self._has_records, self._last_ts),
+            *(self._record_calls, self._count_calls, False, None, None, [], None),
+        ]
+
+    def native_done(self, state: list[Any]) -> None:
+        if state[14]:
+            # Created now as the first line that counted would have: the rule changes the cwd only after.
+            s = self._sess()
+            if s.cwd is None and state[18]:
+                s.cwd = state[18]
+            s.see(state[15])
+            s.see(state[16])
+            for model in state[17]:
+                s.add_model(model)
+        self._model, self._cwd, self._prev_total, self._last_ts = state[6], state[7], state[9], state[11]
 
     # -- records --------------------------------------------------------------------------------------
     def _sess(self) -> TranscriptSession:

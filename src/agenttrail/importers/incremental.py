@@ -129,12 +129,23 @@ def plan_read(path: str | os.PathLike[str], st: os.stat_result, prev: FileState 
 
 
 def new_state(
-    path: str | os.PathLike[str], st: os.stat_result, offset: int, line_no: int, carry: dict[str, Any]
+    path: str | os.PathLike[str],
+    st: os.stat_result,
+    offset: int,
+    line_no: int,
+    carry: dict[str, Any],
+    head: bytes = b"",
 ) -> FileState:
-    """The state after a read that consumed up to `offset`."""
+    """The state after a read that consumed up to `offset`. `head`: the file's first bytes as that read
+    saw them, when it has them (the digest then needs no second open of the file)."""
     size = max(st.st_size, offset)
     head_len = min(HEAD_BYTES, offset) if offset else 0
-    digest = head_digest(path, head_len) if head_len else hashlib.sha256(b"").hexdigest()
+    if not head_len:
+        digest = hashlib.sha256(b"").hexdigest()
+    elif len(head) >= head_len:
+        digest = hashlib.sha256(head[:head_len]).hexdigest()
+    else:
+        digest = head_digest(path, head_len)
     return FileState(
         path=state_key(path),
         size=size,

@@ -114,11 +114,17 @@ def read_file(
     lines = 0
     parser.start(path, plan.carry, batch)
     native: NativeRule | None = getattr(parser, "native", None)
+    native = native if NATIVE else None
+    head = b""
     try:
-        with open(path, "rb", buffering=_BUFFER) as f:
+        # The native reader reads its own chunks, sized to the file: no buffer of the file object's
+        # (nor a 4 MB read into a small file, whose allocation cost more than its scan).
+        with open(path, "rb", buffering=0 if native is not None else _BUFFER) as f:
             f.seek(offset)
-            if native is not None and NATIVE:
-                offset, line_no, lines = _read_native(f, spath, parser, native, batch, offset, line_no)
+            if native is not None:
+                offset, line_no, lines, head = _read_native(
+                    f, spath, parser, native, batch, offset, line_no, st.st_size
+                )
             else:
                 offset, line_no, lines = _read_lines(f, spath, parser, batch, offset, line_no)
     except _ReadFailed as e:
@@ -130,7 +136,7 @@ def read_file(
     carry = parser.finish()
     batch.bytes_read += offset - plan.start
     batch.files_read += 1
-    batch.file_states.append(new_state(path, st, offset, line_no, carry))
+    batch.file_states.append(new_state(path, st, offset, line_no, carry, head if plan.start == 0 else b""))
 
 
 class _ReadFailed(Exception):
@@ -177,45 +183,71 @@ def _read_lines(
 
 
 def _read_native(
-    f: BinaryIO, spath: str, parser: LineParser, rule: NativeRule, batch: ImportBatch, offset: int, line_no: int
-) -> tuple[int, int, int]:
+    f: BinaryIO,
+    spath: str,
+    parser: LineParser,
+    rule: NativeRule,
+    batch: ImportBatch,
+    offset: int,
+    line_no: int,
+    size: int,
+) -> tuple[int, int, int, bytes]:
     """The native reader: chunks of the file through `_scan.scan`, which filters the lines as the byte
     checks do and builds the spec'd members of those it validated; its unsure lines (bytes) go through
-    orjson exactly as in `_read_lines`. Same lines, errors, warnings and positions."""
+    orjson exactly as in `_read_lines`. Same lines, errors, warnings and positions. Also returns the
+    first chunk read (the file's head when reading from the start)."""
     assert _scan is not None
     scan, loads = _scan.scan, orjson.loads
     args = (rule.mode, rule.skip_prefixes, rule.needle, rule.keep_prefixes, rule.spec)
     errors = batch.errors
     feed = parser.feed
+    # A parser with `native_state` has its whole usage rule applied in the scanner: it gets back only
+    # the lines the rule was not sure of, one at a time, after taking the rule's state (`native_done`).
+    native_state: Callable[[], list[Any]] | None = getattr(parser, "native_state", None)
+    state = native_state() if native_state is not None else None
     lines = 0
-    pending = b""
+    pending = head = b""
+    left = size - offset  # as of the stat: a file that grew since is read on to its end all the same
     try:
         while True:
-            chunk = f.read(_CHUNK)
+            chunk = f.read(min(_CHUNK, max(left, 1 << 16)))
             if not chunk:
                 break
+            left -= len(chunk)
+            head = head or chunk
             buf = pending + chunk if pending else chunk
-            items, n, used = scan(buf, line_no, *args)
-            for i in range(0, len(items), 2):
-                obj, raw = items[i + 1], b""
-                if type(obj) is bytes:  # the scanner was not sure: orjson decides, as on the plain path
-                    raw = obj
-                    try:
-                        obj = loads(raw)
-                    except orjson.JSONDecodeError:
-                        if not raw.isspace():
-                            errors.append(LineError(spath, items[i], parse_line(raw)[1] or "not JSON"))
-                        continue
-                _feed(feed, errors, spath, items[i], obj, raw)
-            offset += used
-            line_no += n
-            lines += n
-            pending = buf[used:]
+            pos = 0
+            while True:
+                items, n, used = scan(buf, line_no, *args, state, pos)
+                offset += used - pos
+                line_no += n
+                lines += n
+                pos = used
+                if state is not None and items:
+                    parser.native_done(state)  # type: ignore[attr-defined]
+                for i in range(0, len(items), 2):
+                    obj, raw = items[i + 1], b""
+                    if type(obj) is bytes:  # the scanner was not sure: orjson decides, as on the plain path
+                        raw = obj
+                        try:
+                            obj = loads(raw)
+                        except orjson.JSONDecodeError:
+                            if not raw.isspace():
+                                errors.append(LineError(spath, items[i], parse_line(raw)[1] or "not JSON"))
+                            continue
+                    _feed(feed, errors, spath, items[i], obj, raw)
+                if state is None or not items:
+                    break
+                state = native_state()  # type: ignore[misc]
+            pending = buf[pos:]
     except OSError as e:
         raise _ReadFailed(str(e.strerror or e), offset, line_no, lines) from e
+    finally:
+        if state is not None:
+            parser.native_done(state)  # type: ignore[attr-defined]
     if pending:
         batch.warnings.append(LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read"))
-    return offset, line_no, lines
+    return offset, line_no, lines, head
 
 
 def _feed(

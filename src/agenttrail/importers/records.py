@@ -160,6 +160,7 @@ _USAGE_AT = _CALL_NAMES.index("usage")
 _CALL_ROW = operator.attrgetter(*(n for n in _CALL_NAMES if n != "usage"))
 _USAGE_ROW = operator.attrgetter(*(f.name for f in fields(Usage)))
 _USAGE_SIZE = len(fields(Usage))
+_CALL_ID = operator.attrgetter("call_id")
 _SESSION_ROW = operator.attrgetter(*(f.name for f in fields(TranscriptSession)))
 _EVENT_ROW = operator.attrgetter(*(f.name for f in fields(Event)))
 
@@ -202,11 +203,17 @@ class ImportBatch:
                 self.sessions.append(s)
             else:
                 have.merge(s)
+        more: list[TranscriptCall] = other.calls
+        if not self.calls:
+            # Into a batch without calls (a file's calls into its own batch): no loop in Python.
+            index = dict(zip(map(_CALL_ID, more), more, strict=True))
+            if len(index) == len(more):  # no call twice
+                self.calls, self._call_index, more = list(more), index, []
         calls = self._call_index
         if len(calls) != len(self.calls):
             calls.clear()
             calls.update((c.call_id, c) for c in self.calls)
-        for c in other.calls:
+        for c in more:
             have_c = calls.get(c.call_id)
             if have_c is None:
                 calls[c.call_id] = c
