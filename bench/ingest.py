@@ -141,7 +141,7 @@ def install_stages() -> Stages:
     from agenttrail.store import bulk, ingest
 
     s = Stages()
-    s.wrap(ingest, "redact_obj", "redact")
+    s.wrap(ingest, "redact_values", "redact")
     s.wrap(join, "resolve_events", "join.resolve_events")
     s.wrap(join, "materialise", "join.materialise")
     s.wrap(join, "after", "join.after")
