@@ -358,7 +358,7 @@ def test_codex_counting_cases(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("agent", ["claude-code", "codex"])
 def test_usage_lines_never_reach_the_parsers_python(monkeypatch: pytest.MonkeyPatch, agent: str) -> None:
     """The point of the native rules: on the agents' usual lines the parsers' Python reads none but the
-    rare kinds (Codex session_meta, Claude Code summary and cost-state)."""
+    rare kinds (Claude Code's summary and cost-state lines; for Codex, none)."""
     parser_cls: Any = claude_code.ClaudeCodeParser if agent == "claude-code" else codex.CodexParser
     fed: list[Any] = []
     real_feed = parser_cls.feed
@@ -373,8 +373,8 @@ def test_usage_lines_never_reach_the_parsers_python(monkeypatch: pytest.MonkeyPa
         list(_corpus(Path(d)))
         batch = _read(agent, Path(d))
     assert batch.calls and not batch.errors
-    rare = {"session_meta"} if agent == "codex" else {"summary", "cost-state"}
-    assert fed and set(fed) <= rare
+    rare = set() if agent == "codex" else {"summary", "cost-state"}
+    assert set(fed) <= rare
 
 
 def test_record_templates_are_what_the_scanner_copies() -> None:
@@ -386,3 +386,33 @@ def test_record_templates_are_what_the_scanner_copies() -> None:
     for template in (claude_code._CALL_TEMPLATE, codex._CALL_TEMPLATE):
         defaults = [f.default for f in dataclasses.fields(TranscriptCall)[7:]]
         assert [getattr(template, f.name) for f in dataclasses.fields(TranscriptCall)[7:]] == defaults
+
+
+def test_codex_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header the rule reads (the file's first line that counts) and the ones it leaves to Python."""
+
+    def meta(sid: str, ts: Any, **payload: Any) -> bytes:
+        line = {"type": "session_meta", "payload": {"id": sid, **payload}}
+        _put(line, "timestamp", ts)
+        return _dump(line, 0)
+
+    git = {"branch": "feature/x", "commit_hash": "abc", "repository_url": "https://x/y.git"}
+    turn = _dump({"type": "turn_context", "timestamp": "2026-05-04T09:00:02.000Z", "payload": {"cwd": "/t"}}, 0)
+    for lines in (
+        [
+            meta(
+                SID,
+                "2026-05-04T09:00:01.000Z",
+                cwd="/m",
+                cli_version="0.169.0",
+                git=git,
+                timestamp="2026-05-04T08:00:00Z",
+            ),
+            turn,
+        ],
+        [meta(SID, MISSING, git={"branch": ""}, timestamp="2026-05-04T08:00:00+00:00"), turn],
+        [turn, meta("0f3c2b1a-0000-4000-8000-00000000000b", "2026-05-04T09:00:03.000Z", cwd="/n"), turn],
+        [meta(SID, "2026-05-04T09:00:01.000Z"), meta("0f3c2b1a-0000-4000-8000-00000000000b", None, git=git), turn],
+    ):
+        for split in range(len(lines) + 1):
+            _both_ways(monkeypatch, "codex", lines, split, b"")

@@ -815,17 +815,22 @@ static int fobject(P *s, const Node *node, Slot *slots) {
 }
 
 /* The members each rule reads. Codex: */
-enum { XS_TYPE, XS_TS, XS_PAYLOAD, XS_PTYPE, XS_MODEL, XS_CWD, XS_RID, XS_USAGE, XS_U0, XS_INFO = XS_U0 + 5, XS_TOTAL,
-       XS_T0, XS_LAST = XS_T0 + 5, XS_L0, XS_N = XS_L0 + 5 };
+enum { XS_TYPE, XS_TS, XS_PAYLOAD, XS_PTYPE, XS_MODEL, XS_CWD, XS_RID, XS_PID, XS_PTS, XS_VERSION, XS_GIT, XS_REPO,
+       XS_COMMIT, XS_BRANCH, XS_USAGE, XS_U0, XS_INFO = XS_U0 + 5, XS_TOTAL, XS_T0, XS_LAST = XS_T0 + 5, XS_L0,
+       XS_N = XS_L0 + 5 };
 #define FIVE(s0)                                                                                              \
     {5, s0, s0 + 5, {F("input_tokens", s0, NULL), F("cached_input_tokens", s0 + 1, NULL),                     \
                      F("cache_write_input_tokens", s0 + 2, NULL), F("output_tokens", s0 + 3, NULL),           \
                      F("reasoning_output_tokens", s0 + 4, NULL)}}
 static const Node XN_USAGE = FIVE(XS_U0), XN_TOTAL = FIVE(XS_T0), XN_LAST = FIVE(XS_L0);
 static const Node XN_INFO = {2, XS_TOTAL, XS_N, {F("total_token_usage", XS_TOTAL, &XN_TOTAL), F("last_token_usage", XS_LAST, &XN_LAST)}};
-static const Node XN_PAYLOAD = {6, XS_PTYPE, XS_N, {F("type", XS_PTYPE, NULL), F("model", XS_MODEL, NULL),
-                                                    F("cwd", XS_CWD, NULL), F("response_id", XS_RID, NULL),
-                                                    F("usage", XS_USAGE, &XN_USAGE), F("info", XS_INFO, &XN_INFO)}};
+static const Node XN_GIT = {3, XS_REPO, XS_BRANCH + 1, {F("repository_url", XS_REPO, NULL), F("commit_hash", XS_COMMIT, NULL),
+                                                        F("branch", XS_BRANCH, NULL)}};
+static const Node XN_PAYLOAD = {10, XS_PTYPE, XS_N, {F("type", XS_PTYPE, NULL), F("model", XS_MODEL, NULL),
+                                                     F("cwd", XS_CWD, NULL), F("response_id", XS_RID, NULL),
+                                                     F("usage", XS_USAGE, &XN_USAGE), F("info", XS_INFO, &XN_INFO),
+                                                     F("id", XS_PID, NULL), F("timestamp", XS_PTS, NULL),
+                                                     F("cli_version", XS_VERSION, NULL), F("git", XS_GIT, &XN_GIT)}};
 static const Node XN_ROOT = {3, 0, XS_N, {F("type", XS_TYPE, NULL), F("timestamp", XS_TS, NULL), F("payload", XS_PAYLOAD, &XN_PAYLOAD)}};
 
 /* Claude Code: */
@@ -958,7 +963,8 @@ static PyObject *K[K_COUNT];
 enum { C_CALL, C_USAGE, C_SESSION, C_SESSIONS, C_CALLS, C_SEEN, C_SEEN_RAW, C_FILE_SESSION, C_FILE_AGENT,
        C_SOURCE_PATH, C_LAST_TS, C_FROM_ANTHROPIC, C_SIZE };
 enum { X_CALL, X_USAGE, X_LINE_ERROR, X_WARNINGS, X_PATH, X_SID, X_MODEL, X_CWD, X_BRANCH, X_PREV, X_HAS_RECORDS,
-       X_LAST_TS, X_RECORD_CALLS, X_COUNT_CALLS, X_TOUCHED, X_FIRST_TS, X_LATEST_TS, X_MODELS, X_FIRST_CWD, X_SIZE };
+       X_LAST_TS, X_RECORD_CALLS, X_COUNT_CALLS, X_TOUCHED, X_FIRST_TS, X_LATEST_TS, X_MODELS, X_FIRST_CWD,
+       X_OPEN, X_META, X_SIZE };
 
 typedef struct {
     int mode;
@@ -1059,6 +1065,8 @@ static int slot_ts(R *r, const Slot *sl, TS *ts, int *parsed) {
 }
 
 /* -- Codex ---------------------------------------------------------------------------------------- */
+
+static PyObject *str_or_none(const Slot *sl) { return nonempty(sl) ? slot_str(sl) : Py_NewRef(Py_None); }
 
 /* `raw_usage`'s fast path: 0 with the five counts, -2 for "not an object" (None), BAIL for an object
  * whose counts are not all plain non-negative ints (the parser's general rule decides). */
@@ -1231,6 +1239,41 @@ static int codex_usage_record(R *r, const Slot *sl, const TS *ts, int parsed) {
     return rc;
 }
 
+/* CodexParser._session_meta, for the usual header: the first line that counts in a file whose session
+ * is not open yet. What it sets on the session is left for native_done (X_META). */
+static int codex_meta(R *r, const Slot *sl, const TS *ts, int parsed) {
+    TS seen = *ts;
+    const Slot *pts = &sl[XS_PTS];
+    if (pts->type == J_STR) {
+        if (pts->esc || !ts_parse((const char *)pts->s, pts->len, &seen)) return BAIL;
+    } else if (pts->type != J_ABSENT && pts->type != J_NULL) {
+        return BAIL;
+    }
+    PyObject *sid = slot_str(&sl[XS_PID]), *cwd = str_or_none(&sl[XS_CWD]), *version = str_or_none(&sl[XS_VERSION]);
+    PyObject *repo = str_or_none(&sl[XS_REPO]), *commit = str_or_none(&sl[XS_COMMIT]);
+    PyObject *branch = str_or_none(&sl[XS_BRANCH]);
+    PyObject *meta = NULL;
+    int rc = -1;
+    if (sid && cwd && version && repo && commit && branch) meta = PyTuple_Pack(6, sid, cwd, version, repo, commit, branch);
+    if (meta != NULL && set_item(r->st, X_META, meta) == 0 && set_item(r->st, X_SID, Py_NewRef(sid)) == 0 &&
+        (branch == Py_None || set_item(r->st, X_BRANCH, Py_NewRef(branch)) == 0)) {
+        if (cwd != Py_None) Py_SETREF(r->cwd, Py_NewRef(cwd));
+        codex_seen(r, &seen, 0);
+        if (parsed) {
+            r->last = *ts;
+            r->last_changed = 1;
+        }
+        rc = 0;
+    }
+    Py_XDECREF(sid);
+    Py_XDECREF(cwd);
+    Py_XDECREF(version);
+    Py_XDECREF(repo);
+    Py_XDECREF(commit);
+    Py_XDECREF(branch);
+    return rc;
+}
+
 static int codex_rule(R *r, Py_ssize_t line_no, const Slot *sl) {
     const Slot *kind = &sl[XS_TYPE], *payload = &sl[XS_PAYLOAD];
     if (payload->type == J_ABSENT || payload->type == J_NULL) return BAIL; /* early Codex's bare lines */
@@ -1246,8 +1289,12 @@ static int codex_rule(R *r, Py_ssize_t line_no, const Slot *sl) {
         which = 2;
     } else if (slot_is(kind, "token_usage_record")) {
         which = 3;
+    } else if (slot_is(kind, "session_meta")) {
+        /* Any other header (a second one, one after other lines, an odd one): the parser's Python. */
+        if (payload->type != J_OBJ || r->touched || r->v[X_OPEN] != Py_False || !nonempty(&sl[XS_PID])) return BAIL;
+        which = 4;
     } else {
-        return slot_is(kind, "session_meta") ? BAIL : 0; /* session_meta: once a file, the parser's Python */
+        return 0;
     }
     if (which != 1 && payload->type != J_OBJ) return BAIL;
     TS ts;
@@ -1255,6 +1302,7 @@ static int codex_rule(R *r, Py_ssize_t line_no, const Slot *sl) {
     if (slot_ts(r, &sl[XS_TS], &ts, &parsed)) return BAIL;
     if (which == 1) return codex_token_count(r, line_no, sl, &ts, parsed);
     if (which == 3) return codex_usage_record(r, sl, &ts, parsed);
+    if (which == 4) return codex_meta(r, sl, &ts, parsed);
     codex_seen(r, &ts, parsed); /* turn_context */
     if (nonempty(&sl[XS_MODEL])) {
         int same = slot_eq(&sl[XS_MODEL], r->model);
@@ -1314,8 +1362,6 @@ static int set_if_none(PyObject *o, int attr, PyObject *value) {
     Py_DECREF(cur);
     return rc;
 }
-
-static PyObject *str_or_none(const Slot *sl) { return nonempty(sl) ? slot_str(sl) : Py_NewRef(Py_None); }
 
 /* ClaudeCodeParser._session: the line's session, its cwd, branch and version (borrowed). */
 static PyObject *claude_session(R *r, const Slot *sl, PyObject *sid) {

@@ -298,14 +298,27 @@ class CodexParser:
     def native_state(self) -> list[Any]:
         """What the native scanner's copy of this rule (`_scan.c`, `codex_rule`; the layout is its `X_*`
         enum) reads and updates, and, from index 14, what it saw since: whether a line counted, the
-        first and latest times, the new models and the first turn's cwd (applied by `native_done`)."""
+        first and latest times, the new models, the first turn's cwd, whether the session is open and
+        the header's fields (applied by `native_done`)."""
         return [
             *(_CALL_TEMPLATE, _USAGE_TEMPLATE, LineError, self._batch.warnings, str(self._path), self._sid),
             *(self._model, self._cwd, self._branch, self._prev_total, self._has_records, self._last_ts),
-            *(self._record_calls, self._count_calls, False, None, None, [], None),
+            *(self._record_calls, self._count_calls, False, None, None, [], None, self._session is not None, None),
         ]
 
     def native_done(self, state: list[Any]) -> None:
+        if state[20] is not None:  # the file's header, read by the rule
+            sid, cwd, version, repo_url, commit, branch = state[20]
+            self._sid = sid
+            s = self._sess()  # with the cwd and branch of before the header, as _session_meta makes it
+            s.source_path = str(self._path)
+            if cwd:
+                s.cwd = cwd
+            s.agent_version = version or s.agent_version
+            s.repo_url = repo_url or s.repo_url
+            s.git_commit = commit or s.git_commit
+            if branch:
+                s.branch = branch
         if state[14]:
             # Created now as the first line that counted would have: the rule changes the cwd only after.
             s = self._sess()
@@ -315,7 +328,8 @@ class CodexParser:
             s.see(state[16])
             for model in state[17]:
                 s.add_model(model)
-        self._model, self._cwd, self._prev_total, self._last_ts = state[6], state[7], state[9], state[11]
+        self._model, self._cwd, self._branch = state[6], state[7], state[8]
+        self._prev_total, self._last_ts = state[9], state[11]
 
     # -- records --------------------------------------------------------------------------------------
     def _sess(self) -> TranscriptSession:
