@@ -530,19 +530,27 @@ def redact_obj(obj: Any) -> Any:
     return _walk(obj, _redact_within(rules) if rules else _same)
 
 
-def _keyed(obj: Any) -> bool:
-    """Whether some string in `obj` sits under a key named like a credential (what `_walk` judges by key)."""
+def _gather(obj: Any, out: list[str]) -> bool:
+    """`_strings` and, in the same walk, whether some string sits under a key named like a credential
+    (what `_walk` judges by key)."""
+    keyed = False
     if isinstance(obj, dict):
         for k, v in obj.items():
             if isinstance(v, str):
-                if _key_kind(str(k)) is not None:
-                    return True
-            elif not isinstance(v, _LEAVES) and _keyed(v):
-                return True
-        return False
-    if isinstance(obj, list | tuple):
-        return any(_keyed(v) for v in obj if not isinstance(v, (*_LEAVES, str)))
-    return False
+                out.append(v)
+                if not keyed and _key_kind(str(k)) is not None:
+                    keyed = True
+            elif not isinstance(v, _LEAVES) and _gather(v, out):
+                keyed = True
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            if isinstance(v, str):
+                out.append(v)
+            elif not isinstance(v, _LEAVES) and _gather(v, out):
+                keyed = True
+    elif isinstance(obj, str):
+        out.append(obj)
+    return keyed
 
 
 def redact_values(objs: list[Any]) -> list[Any]:
@@ -550,8 +558,8 @@ def redact_values(objs: list[Any]) -> list[Any]:
     is returned itself, not a copy. For ingest: most payloads hold no secret, and copying each one cost
     more than deciding so."""
     strings: list[str] = []
-    _strings(objs, strings)
+    keyed = [_gather(o, strings) for o in objs]
     rules = _candidates("\x00".join(strings)) if strings else frozenset()
     if rules:
         return _walk(objs, _redact_within(rules))
-    return [_walk(o, _same) if _keyed(o) else o for o in objs]
+    return [_walk(o, _same) if k else o for o, k in zip(objs, keyed, strict=True)]
