@@ -105,3 +105,35 @@ def test_each_rule_is_seen_by_the_batch_look(db_url: str, tmp_path: Path) -> Non
         assert not join._nothing_to_join(conn, groups)
         assert not join._nothing_to_join(conn, groups[:1])
         assert join._nothing_to_join(conn, groups[1:])  # far away and elsewhere: no rule can match them
+
+
+def test_imported_calls_bill_the_team_of_the_traced_session_they_join(db_url: str, tmp_path: Path) -> None:
+    """A local import (no key, so no team of its own) of rollouts: the one that joins a traced session
+    is billed to that session's team, project and engineer; the others stay unattributed."""
+    from sqlalchemy import select
+
+    from agenttrail.store import org
+    from agenttrail.store.ingest import Attribution
+    from agenttrail.store.tables import llm_call
+
+    engine = open_engine(db_url)
+    team = org.add_team(engine, "payments")
+    events = rollouts(tmp_path, 4)
+    who = Attribution(team_id=team.id, engineer="alice@example.com")
+    ingest(
+        engine,
+        traced(
+            "traced-1",
+            cwd="/home/dev/repo1",
+            start=T0 + timedelta(hours=3) - timedelta(minutes=1),
+            end=T0 + timedelta(hours=4),
+            agent="codex",
+        ),
+        who,
+    )
+    ingest(engine, events)  # the local import: no attribution of its own
+    with engine.connect() as conn:
+        rows = conn.execute(select(llm_call.c.session_id, llm_call.c.team_id)).all()
+    by_session = {sid: t for sid, t in rows}
+    assert len(rows) == 4 and by_session.pop("traced-1") == who.team_id
+    assert set(by_session.values()) == {None}

@@ -657,6 +657,8 @@ def _calls(conn: Connection, events: Sequence[Event], who: Attribution, attribut
         )
         for row in conn.execute(q):
             by_request.setdefault(row.request_id, dict(row._mapping))
+    if who.team_id is None:  # the sessions' own attribution, one query per chunk, not one per session
+        _prefetch_attribution(conn, sorted({x.e.session_id for x in recs} - attribution.keys()), attribution)
     new: dict[str, dict[str, Any]] = {}  # call_id -> row to insert
     new_rids: set[str] = set()
     unmatched: list[_Rec] = []
@@ -728,6 +730,21 @@ def _merge_into(row: dict[str, Any], r: dict[str, Any]) -> None:
         else:
             row["cost_usd"] = max(float(row["cost_usd"] or 0), float(r.get("cost_usd") or 0))
             row["cost_nanos"] = max(int(row["cost_nanos"] or 0), int(r.get("cost_nanos") or 0))
+
+
+def _prefetch_attribution(conn: Connection, session_ids: list[str], cache: dict[str, dict[str, Any]]) -> None:
+    """`_attribution`'s cache filled for many sessions at once (a session without a row: {})."""
+    s = agent_session.c
+    for i in range(0, len(session_ids), _IN_CHUNK):
+        chunk = session_ids[i : i + _IN_CHUNK]
+        found = conn.execute(
+            select(s.session_id, s.team_id, s.project_id, s.engineer_id).where(s.session_id.in_(chunk))
+        )
+        for row in found:
+            sid, team, project, engineer = row
+            cache[sid] = {"team_id": team, "project_id": project, "engineer_id": engineer}
+        for sid in chunk:
+            cache.setdefault(sid, {})
 
 
 def _attribution(
