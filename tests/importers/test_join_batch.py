@@ -69,6 +69,12 @@ def resolved_one_by_one(engine: Engine, events: list[Event]) -> list[Event]:
     return [e if e.session_id not in moved else join.dc_replace(e, session_id=moved[e.session_id]) for e in events]
 
 
+def traced_in_repo1() -> list[Event]:
+    """A traced Codex session in the cwd and span of `rollouts`' second rollout."""
+    start = T0 + timedelta(hours=3) - timedelta(minutes=1)
+    return traced("traced-1", cwd="/home/dev/repo1", start=start, end=T0 + timedelta(hours=4), agent="codex")
+
+
 def test_with_something_to_join_each_session_is_resolved_as_before(db_url: str, tmp_path: Path) -> None:
     """A traced session in the cwd and span of one rollout (rule 5): the batch look says there may be a
     match, and the result is the one-by-one result (that rollout moves, the others stay)."""
@@ -76,13 +82,7 @@ def test_with_something_to_join_each_session_is_resolved_as_before(db_url: str, 
     events = rollouts(tmp_path, 6)
     ingest(
         engine,
-        traced(
-            "traced-1",
-            cwd="/home/dev/repo1",
-            start=T0 + timedelta(hours=3) - timedelta(minutes=1),
-            end=T0 + timedelta(hours=4),
-            agent="codex",
-        ),
+        traced_in_repo1(),
     )
     want = sids(resolved_one_by_one(engine, events))
     assert "traced-1" in want and want != sids(events)  # the case does exercise a join
@@ -122,13 +122,7 @@ def test_imported_calls_bill_the_team_of_the_traced_session_they_join(db_url: st
     who = Attribution(team_id=team.id, engineer="alice@example.com")
     ingest(
         engine,
-        traced(
-            "traced-1",
-            cwd="/home/dev/repo1",
-            start=T0 + timedelta(hours=3) - timedelta(minutes=1),
-            end=T0 + timedelta(hours=4),
-            agent="codex",
-        ),
+        traced_in_repo1(),
         who,
     )
     ingest(engine, events)  # the local import: no attribution of its own
