@@ -16,7 +16,8 @@ line types Claude Code skips) and Codex rollouts (turn contexts, reasoning, func
 - with `--store`, the whole `agenttrail import` into a fresh SQLite store: `--usage-only` (sessions and
   priced calls), then everything (dialogue events too); both through ingest (redaction, the join).
 
-`--usage-only` times only ccusage and the usage-only reads (the comparable path).
+`--usage-only` times only ccusage and the usage-only reads (the comparable path), the parser's and the
+user's (`agenttrail import --usage-only --dry-run`: read, price and total, nothing stored).
 
 With `--stages`, nothing of the above: the CPU seconds of each step a usage-only read can take (the line
 reader's, a whole-file search's, orjson and the parsers' Python on the lines that count), which is
@@ -255,6 +256,17 @@ def agenttrail_store(agent: str, root: Path, work: Path, *, usage_only: bool = F
     return usage_tokens(totals.usage)
 
 
+def agenttrail_dry_run(agent: str, root: Path, work: Path) -> dict[str, int]:
+    """`agenttrail import <agent> --usage-only --dry-run`: ccusage's work as a user runs it (read, price and
+    total every file, store nothing), in this process."""
+    from agenttrail.cli.import_ import run_import
+    from agenttrail.config import load_settings
+
+    settings = load_settings(db=f"sqlite:///{work / 'dry-run-never-created.db'}", env={"AGENTTRAIL_HOME": str(work)})
+    totals = run_import(agent, str(root), settings=settings, env={}, show_progress=False, usage_only=True, dry_run=True)
+    return usage_tokens(totals.usage)
+
+
 def ccusage(exe: str, agent: str, root: Path) -> dict[str, int]:
     env = {**os.environ, "TZ": "UTC"}
     if agent == "claude-code":
@@ -291,6 +303,8 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
         label = "" if workers == 1 else f", {workers} processes"
         result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=workers))
         runs.append(Run(f"agenttrail, usage only{label}", *result))
+    result = timed(lambda: agenttrail_dry_run(agent, root, work))
+    runs.append(Run("`agenttrail import --usage-only --dry-run`", *result))
     if args.usage_only:
         return runs
     result = timed(lambda: agenttrail_parse(agent, root, events=True, workers=1))

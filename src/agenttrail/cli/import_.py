@@ -129,6 +129,13 @@ class Sink:
         pass
 
 
+class DrySink(Sink):
+    """--dry-run: the events are counted and priced, then dropped."""
+
+    def put(self, events: list[Event]) -> tuple[int, int]:
+        return 0, 0
+
+
 class LocalSink(Sink):
     def __init__(self, settings: Settings) -> None:
         self.engine = open_engine(settings.database_url)
@@ -194,6 +201,7 @@ def run_import(
     env: dict[str, str] | None = None,
     show_progress: bool = True,
     usage_only: bool = False,
+    dry_run: bool = False,
 ) -> Totals:
     env = dict(os.environ if env is None else env)
     finder: Finder = find_claude_code_files if agent == CLAUDE_CODE else find_codex_files
@@ -204,14 +212,17 @@ def run_import(
         raise UserError(f"{path} does not exist")
     if not files:
         return totals
+    if dry_run and server:
+        raise UserError("--dry-run stores and uploads nothing: leave out --server")
     if server and not key:
         raise UserError(f"--server needs a virtual key: pass --key sk-at-… or set {KEY_ENV}")
     pricer = Pricer(settings.price_overrides)
     # Positions are local (the files are): the local store, one set per destination.
     # A usage-only pass keeps its own positions: a full import later still reads the dialogue.
+    # A dry run reads every file whole and opens no store: no positions are read or written.
     source = state_source(f"{agent}+usage" if usage_only else agent, server)
-    state = SqlStateStore(open_engine(settings.database_url), source)
-    sink: Sink = ServerSink(settings, server, key or "") if server else LocalSink(settings)
+    state = None if dry_run else SqlStateStore(open_engine(settings.database_url), source)
+    sink: Sink = DrySink() if dry_run else ServerSink(settings, server, key or "") if server else LocalSink(settings)
     # Files are folded into one batch until it is worth a transaction: a session split over several
     # files (its subagents, a resumed session) is then one partial view, one set of session markers.
     acc = ImportBatch()
@@ -226,7 +237,8 @@ def run_import(
             totals.duplicates += dup
             totals.queued += new
         # Positions only after their events are stored (or durably queued): a crash re-reads, never loses.
-        state.put_many(acc.file_states)
+        if state is not None:
+            state.put_many(acc.file_states)
         acc = ImportBatch()
 
     total_bytes = sum(_size(f) for f in files)
@@ -274,11 +286,12 @@ def _size(p: Path) -> int:
         return 0
 
 
-def _report(agent: str, where: str, totals: Totals, server: str | None, as_json: bool) -> None:
+def _report(agent: str, where: str, totals: Totals, server: str | None, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
         import orjson
 
         d = totals.as_dict()
+        d["dry_run"] = dry_run
         d["errors"] = [{"path": e.path, "line": e.line_no, "reason": e.reason} for e in totals.errors]
         console.print_json(orjson.dumps(d).decode())
         return
@@ -293,9 +306,11 @@ def _report(agent: str, where: str, totals: Totals, server: str | None, as_json:
         highlight=False,
         soft_wrap=True,
     )
+    outcome = (
+        "nothing stored (dry run)" if dry_run else f"{totals.stored} new {dest}, {totals.duplicates} already there"
+    )
     console.print(
-        f"  {len(totals.sessions)} sessions, {totals.calls} calls, {totals.events} events: "
-        f"{totals.stored} new {dest}, {totals.duplicates} already there",
+        f"  {len(totals.sessions)} sessions, {totals.calls} calls, {totals.events} events: {outcome}",
         highlight=False,
         soft_wrap=True,
     )
@@ -327,6 +342,11 @@ USAGE_ONLY = typer.Option(
     "--usage-only",
     help="Sessions and calls (tokens, cost) without the dialogue: a fast pass over history.",
 )
+DRY_RUN = typer.Option(
+    False,
+    "--dry-run",
+    help="Read every file whole and total it; store nothing, write no read positions.",
+)
 
 
 def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Callable[..., None]:
@@ -340,6 +360,7 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
         as_json: bool = JSON,
         no_progress: bool = QUIET,
         usage_only: bool = USAGE_ONLY,
+        dry_run: bool = DRY_RUN,
     ) -> None:
         settings = settings_for(db, config)
         env = dict(os.environ)
@@ -355,6 +376,7 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
                 env=env,
                 show_progress=not (no_progress or as_json),
                 usage_only=usage_only,
+                dry_run=dry_run,
             )
         except OSError as e:  # a folder it may not list, a full disk: one line, not a traceback
             raise UserError(f"import stopped: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
@@ -362,7 +384,7 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
             reason = getattr(e, "orig", None) or e
             raise UserError(f"import stopped: the store failed: {str(reason).splitlines()[0]}") from None
         where = path or default_where(env)
-        _report(agent, where, totals, server, as_json)
+        _report(agent, where, totals, server, as_json, dry_run)
         if not as_json and totals.files:
             secs = time.monotonic() - started
             console.print(f"  {secs:.1f} s", highlight=False)
