@@ -272,33 +272,40 @@ def _key(b: ImportBatch) -> tuple[Any, ...]:
 
 
 def _both_ways(monkeypatch: pytest.MonkeyPatch, agent: str, lines: list[bytes], split: int, tail: bytes) -> None:
-    """Plain against native reader: whole, in 64-byte chunks, and as two incremental reads."""
+    """Plain against native reader: whole, in 64-byte chunks, and as two incremental reads; in one file
+    (read in chunks) and beside a second file that holds the first lines (the read-ahead path)."""
     with tempfile.TemporaryDirectory() as d:
-        results: dict[tuple[bool, int], Any] = {}
+        results: dict[tuple[bool, int, bool], Any] = {}
         root = Path(d)
         path = _path(root, agent)
+        other = path.with_name(path.name.replace(SID[-4:], "beef"))
         path.parent.mkdir(parents=True)
         for native in (False, True):
-            for chunk in (1 << 20, 64) if native else (1 << 20,):
+            for chunk, two in ((1 << 20, False), (64, False), (1 << 20, True)) if native else ((1 << 20, False),):
                 monkeypatch.setattr(jsonl, "NATIVE", native)
                 monkeypatch.setattr(jsonl, "_CHUNK", chunk)
-                # The same path and times each way (a read's time falls back on the file's mtime).
-                path.write_bytes(b"".join(x + b"\n" for x in lines[:split]) + tail)
-                os.utime(path, ns=(_T0, _T0))
-                state = MemoryStateStore()
-                first = _read(agent, root, state)
-                first.commit(state)
-                with open(path, "ab") as f:
-                    f.write(b"".join(x + b"\n" for x in lines[split:]))
-                os.utime(path, ns=(_T0 + 1, _T0 + 1))
-                second = _read(agent, root, state)
-                path.write_bytes(b"".join(x + b"\n" for x in lines))
-                os.utime(path, ns=(_T0 + 2, _T0 + 2))
-                whole = _read(agent, root)
-                results[(native, chunk)] = (_key(first), _key(second), _key(whole))
-        plain = results[(False, 1 << 20)]
+                for pair in (False, True) if not native else (two,):
+                    # The same paths and times each way (a read's time falls back on the file's mtime).
+                    if pair:
+                        other.write_bytes(b"".join(x + b"\n" for x in lines[: len(lines) // 2]))
+                        os.utime(other, ns=(_T0, _T0))
+                    else:
+                        other.unlink(missing_ok=True)
+                    path.write_bytes(b"".join(x + b"\n" for x in lines[:split]) + tail)
+                    os.utime(path, ns=(_T0, _T0))
+                    state = MemoryStateStore()
+                    first = _read(agent, root, state)
+                    first.commit(state)
+                    with open(path, "ab") as f:
+                        f.write(b"".join(x + b"\n" for x in lines[split:]))
+                    os.utime(path, ns=(_T0 + 1, _T0 + 1))
+                    second = _read(agent, root, state)  # the other file is unchanged: skipped
+                    path.write_bytes(b"".join(x + b"\n" for x in lines))
+                    os.utime(path, ns=(_T0 + 2, _T0 + 2))
+                    whole = _read(agent, root)
+                    results[(native, chunk, pair)] = (_key(first), _key(second), _key(whole))
         for k, v in results.items():
-            for got, want in zip(v, plain, strict=True):
+            for got, want in zip(v, results[(False, 1 << 20, k[2])], strict=True):
                 assert got == want, k
 
 
@@ -416,3 +423,39 @@ def test_codex_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         for split in range(len(lines) + 1):
             _both_ways(monkeypatch, "codex", lines, split, b"")
+
+
+def test_read_ahead_reads_what_read_file_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The read-ahead path (several files) against the plain reader, with a file gone after the plan, an
+    unchanged file, an empty one and one too large to read ahead among them."""
+    from .test_native_reader import _corpus
+
+    list(_corpus(tmp_path))
+    files = codex.find_codex_files(tmp_path)
+    files[1].write_bytes(b"")
+    for f in files:
+        os.utime(f, ns=(_T0, _T0))
+    monkeypatch.setattr(jsonl, "_AHEAD_MAX", 600)  # the first rollouts are larger: read the usual way
+    state = MemoryStateStore()
+    import_codex(files[2], with_events=False, env={}, state=state).commit(state)  # unchanged next time
+    results = []
+    for native in (False, True):
+        monkeypatch.setattr(jsonl, "NATIVE", native)
+        real_plan = jsonl.plan_read
+        saved: list[bytes] = []
+
+        def plan_then_remove(path: Any, st: Any, prev: Any, real_plan: Any = real_plan, saved: Any = saved) -> Any:
+            plan = real_plan(path, st, prev)
+            if Path(path) == files[3]:
+                saved.append(files[3].read_bytes())
+                files[3].unlink()  # gone between the plan and the read
+            return plan
+
+        monkeypatch.setattr(jsonl, "plan_read", plan_then_remove)
+        batches = list(jsonl.read_files(files, lambda: codex.CodexParser(with_events=False), state))
+        monkeypatch.setattr(jsonl, "plan_read", real_plan)
+        files[3].write_bytes(saved[0])
+        os.utime(files[3], ns=(_T0, _T0))  # as before the next run
+        results.append([(f, _key(b)) for f, b in batches])
+    assert results[0] == results[1]
+    assert any(b[2] for _, b in results[1])  # the vanished file is reported

@@ -24,6 +24,11 @@
 #include <datetime.h>
 #include <structmember.h>
 #include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -1638,11 +1643,12 @@ static const unsigned char *walk_next(Walk *w, Py_ssize_t *len_out) {
     }
 }
 
-static int walk_init(Walk *w, const Py_buffer *buf, Py_ssize_t start, int mode, PyObject *skip_prefixes,
-                     PyObject *needle, PyObject *keep_prefixes) {
+static int walk_init(Walk *w, const unsigned char *base, Py_ssize_t size, Py_ssize_t start, int mode,
+                     PyObject *skip_prefixes, PyObject *needle, PyObject *keep_prefixes) {
     memset(w, 0, sizeof *w);
-    w->p = (const unsigned char *)buf->buf + start;
-    w->end = (const unsigned char *)buf->buf + buf->len;
+    if (start < 0 || start > size) return -1;
+    w->p = base + start;
+    w->end = base + size;
     w->mode = mode;
     w->skip_prefixes = skip_prefixes;
     w->keep_prefixes = keep_prefixes;
@@ -1658,7 +1664,6 @@ static int walk_init(Walk *w, const Py_buffer *buf, Py_ssize_t start, int mode, 
         if (w->ndlen == 0 || memchr(w->nd, '\n', w->ndlen) != NULL) return -1;
     }
     if (mode != 1 && mode != 2) return -1;
-    if (start < 0 || start > buf->len) return -1;
     return 0;
 }
 
@@ -1699,7 +1704,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     int have_rule = 0, gc_was_enabled = 0, used = 0;
     Spec pool[MAX_NODES];
     Spec *spec;
-    if (walk_init(&w, &buf, start, mode, skip_prefixes, needle, keep_prefixes) < 0) goto badarg;
+    if (walk_init(&w, buf.buf, buf.len, start, mode, skip_prefixes, needle, keep_prefixes) < 0) goto badarg;
     if (build_spec(spec_dict, pool, &used, &spec) < 0) goto fail;
     if (state != Py_None) {
         if (r_load(&rule, state, mode) < 0) {
@@ -1759,8 +1764,377 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------ read ahead */
+
+/* A reader thread of its own (no Python in it, so it never waits for the GIL nor makes the parser's
+ * thread wait): it reads the next files from their read positions and does the rule's reading part
+ * (the walk, the byte checks, validation, slots) while the parser's thread runs the rule on the file
+ * before (`apply`). jsonl's read-ahead path: a few files ahead, files of at most `max_bytes` new bytes.
+ * The thread only reads the rule's tuples and bytes (held by the Ahead), never their reference counts. */
+typedef struct {
+    Py_ssize_t lines; /* complete lines walked up to and including this one */
+    const unsigned char *line;
+    Py_ssize_t len;
+    int sure;
+    Slot slots[MAX_SLOTS];
+} Rec;
+
+typedef struct {
+    char *path;
+    long long offset;
+    int done, err; /* err: an errno, or -1 for a file past max_bytes (read the usual way) */
+    unsigned char *data;
+    Py_ssize_t size, n, next, lines, consumed, done_lines, cap, rcap;
+    Rec *recs;
+    int mode;
+} Job;
+
+/* Buffers given back by the parser's thread for the next files: fresh ones each time cost page faults
+ * and zeroing in the kernel (measured: twice the system time of a read). */
+#define POOL 16
+typedef struct {
+    unsigned char *data;
+    Rec *recs;
+    Py_ssize_t cap, rcap;
+} Bufs;
+
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop, mode, npool;
+    Job *jobs;
+    Py_ssize_t njobs, taken, window, max_bytes;
+    PyObject *skip_prefixes, *needle, *keep_prefixes;
+    PyObject *last; /* the job taken last: its buffers go back to the pool at the next take */
+    Bufs pool[POOL];
+} Ahead;
+#define AHEAD_NAME "agenttrail.importers._scan.Ahead"
+#define JOB_NAME "agenttrail.importers._scan.Job"
+
+static void job_clear(Job *j) {
+    free(j->data);
+    free(j->recs);
+    j->data = NULL;
+    j->recs = NULL;
+    j->cap = j->rcap = 0;
+}
+
+static void job_read(Ahead *a, Job *j) {
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        j->err = errno ? errno : EIO;
+        return;
+    }
+    struct stat st;
+    Py_ssize_t cap, got = 0;
+    if (fstat(fd, &st) == 0 && st.st_size - j->offset > a->max_bytes) {
+        j->err = -1;
+        close(fd);
+        return;
+    }
+    cap = st.st_size > j->offset ? (Py_ssize_t)(st.st_size - j->offset) + 1 : 1 << 16;
+    pthread_mutex_lock(&a->mu);
+    if (a->npool > 0) {
+        Bufs *b = &a->pool[--a->npool];
+        j->data = b->data, j->cap = b->cap, j->recs = b->recs, j->rcap = b->rcap;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (j->cap < cap) {
+        free(j->data);
+        j->data = malloc(cap);
+        j->cap = cap;
+    }
+    cap = j->cap;
+    for (;;) {
+        if (j->data == NULL) {
+            j->err = ENOMEM;
+            break;
+        }
+        if (got == cap) { /* the file grew since: read on to its end */
+            unsigned char *more = realloc(j->data, cap * 2);
+            if (more == NULL) {
+                j->err = ENOMEM;
+                break;
+            }
+            j->data = more;
+            j->cap = cap *= 2;
+        }
+        ssize_t r = pread(fd, j->data + got, cap - got, j->offset + got);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            j->err = errno;
+            break;
+        }
+        if (r == 0) break;
+        got += r;
+        if (got > a->max_bytes) {
+            j->err = -1;
+            break;
+        }
+    }
+    close(fd);
+    if (j->err) {
+        job_clear(j);
+        return;
+    }
+    j->size = got;
+    Walk w;
+    if (walk_init(&w, j->data, got, 0, a->mode, a->skip_prefixes, a->needle, a->keep_prefixes) < 0) {
+        j->err = EINVAL;
+        job_clear(j);
+        return;
+    }
+    const unsigned char *line;
+    Py_ssize_t len;
+    while ((line = walk_next(&w, &len)) != NULL) {
+        if (j->n == j->rcap) {
+            Py_ssize_t rcap = j->rcap ? 2 * j->rcap : 64;
+            Rec *more = realloc(j->recs, rcap * sizeof(Rec));
+            if (more == NULL) {
+                j->err = ENOMEM;
+                job_clear(j);
+                return;
+            }
+            j->recs = more;
+            j->rcap = rcap;
+        }
+        Rec *rec = &j->recs[j->n++];
+        rec->lines = w.lines;
+        rec->line = line;
+        rec->len = len;
+        rec->sure = slots_of(line, len, a->mode, rec->slots) == 0;
+    }
+    j->lines = w.lines;
+    j->consumed = w.p - j->data;
+}
+
+static void *ahead_main(void *arg) {
+    Ahead *a = arg;
+    for (Py_ssize_t i = 0; i < a->njobs; i++) {
+        pthread_mutex_lock(&a->mu);
+        while (!a->stop && i - a->taken >= a->window) pthread_cond_wait(&a->cv, &a->mu);
+        int stop = a->stop;
+        pthread_mutex_unlock(&a->mu);
+        if (stop) break;
+        if (a->jobs[i].path[0] != '\0') {
+            job_read(a, &a->jobs[i]);
+        } else {
+            a->jobs[i].err = -1; /* not to be read ahead */
+        }
+        pthread_mutex_lock(&a->mu);
+        a->jobs[i].done = 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+    }
+    return NULL;
+}
+
+static void ahead_free(PyObject *capsule) {
+    Ahead *a = PyCapsule_GetPointer(capsule, AHEAD_NAME);
+    if (a == NULL) return;
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(a->thread, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t i = 0; i < a->njobs; i++) {
+        job_clear(&a->jobs[i]);
+        free(a->jobs[i].path);
+    }
+    free(a->jobs);
+    for (int i = 0; i < a->npool; i++) {
+        free(a->pool[i].data);
+        free(a->pool[i].recs);
+    }
+    Py_CLEAR(a->last);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    Py_XDECREF(a->skip_prefixes);
+    Py_XDECREF(a->needle);
+    Py_XDECREF(a->keep_prefixes);
+    free(a);
+}
+
+/* ahead(paths, offsets, mode, skip_prefixes, needle, keep_prefixes, window, max_bytes); an empty path:
+ * a file not to read ahead (take says so). */
+static PyObject *ahead(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *paths, *offsets, *skip_prefixes, *needle, *keep_prefixes;
+    int mode;
+    Py_ssize_t window, max_bytes;
+    if (!PyArg_ParseTuple(args, "O!O!iO!OO!nn", &PyList_Type, &paths, &PyList_Type, &offsets, &mode, &PyTuple_Type,
+                          &skip_prefixes, &needle, &PyTuple_Type, &keep_prefixes, &window, &max_bytes))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(paths);
+    Walk probe;
+    if (PyList_GET_SIZE(offsets) != n || window < 1 || max_bytes < 0 ||
+        walk_init(&probe, (const unsigned char *)"", 0, 0, mode, skip_prefixes, needle, keep_prefixes) < 0) {
+        PyErr_SetString(PyExc_TypeError, "ahead: bad arguments");
+        return NULL;
+    }
+    Ahead *a = calloc(1, sizeof *a);
+    if (a == NULL) return PyErr_NoMemory();
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    a->mode = mode;
+    a->window = window;
+    a->max_bytes = max_bytes;
+    a->skip_prefixes = Py_NewRef(skip_prefixes);
+    a->needle = Py_NewRef(needle);
+    a->keep_prefixes = Py_NewRef(keep_prefixes);
+    PyObject *capsule = PyCapsule_New(a, AHEAD_NAME, ahead_free);
+    if (capsule == NULL) {
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
+        Py_DECREF(a->skip_prefixes);
+        Py_DECREF(a->needle);
+        Py_DECREF(a->keep_prefixes);
+        free(a);
+        return NULL;
+    }
+    if ((a->jobs = calloc(n ? n : 1, sizeof(Job))) == NULL) goto nomem;
+    a->njobs = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(paths, i);
+        if (!PyBytes_Check(p)) {
+            PyErr_SetString(PyExc_TypeError, "ahead: paths must be bytes");
+            goto fail;
+        }
+        if ((a->jobs[i].path = strdup(PyBytes_AS_STRING(p))) == NULL) goto nomem;
+        a->jobs[i].offset = PyLong_AsLongLong(PyList_GET_ITEM(offsets, i));
+        if (a->jobs[i].offset == -1 && PyErr_Occurred()) goto fail;
+        a->jobs[i].mode = mode;
+    }
+    if (pthread_create(&a->thread, NULL, ahead_main, a) != 0) {
+        PyErr_SetString(PyExc_OSError, "ahead: no thread");
+        goto fail;
+    }
+    a->started = 1;
+    return capsule;
+nomem:
+    PyErr_NoMemory();
+fail:
+    Py_DECREF(capsule);
+    return NULL;
+}
+
+static void taken_free(PyObject *capsule) {
+    Job *j = PyCapsule_GetPointer(capsule, JOB_NAME);
+    if (j == NULL) return;
+    job_clear(j);
+    free(j);
+}
+
+/* take(ahead, i) -> (err, job, head, incomplete): file i as read ahead (waiting for it without the GIL).
+ * err nonzero: not read ahead (read it the usual way). head: its first 4096 bytes read; incomplete:
+ * bytes follow its last complete line. Files are taken once, in order; taking one gives the buffers
+ * of the one before back (apply refuses that one from then on). */
+static PyObject *take(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *capsule;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "On", &capsule, &i)) return NULL;
+    Ahead *a = PyCapsule_GetPointer(capsule, AHEAD_NAME);
+    if (a == NULL) return NULL;
+    if (i != a->taken || i >= a->njobs) {
+        PyErr_SetString(PyExc_ValueError, "take: files are taken once, in order");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&a->mu);
+    while (!a->jobs[i].done) pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+    Py_END_ALLOW_THREADS
+    Job *j = malloc(sizeof *j);
+    if (j == NULL) return PyErr_NoMemory();
+    Job *last = a->last != NULL ? PyCapsule_GetPointer(a->last, JOB_NAME) : NULL;
+    pthread_mutex_lock(&a->mu);
+    if (last != NULL && a->npool < POOL) {
+        a->pool[a->npool++] = (Bufs){last->data, last->recs, last->cap, last->rcap};
+        last->data = NULL;
+        last->recs = NULL;
+        last->cap = last->rcap = last->n = last->next = 0;
+        last->err = EINVAL;
+    }
+    *j = a->jobs[i];
+    a->jobs[i].data = NULL; /* the taken job owns them now */
+    a->jobs[i].recs = NULL;
+    a->taken = i + 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    j->path = NULL;
+    PyObject *job = PyCapsule_New(j, JOB_NAME, taken_free);
+    if (job == NULL) {
+        job_clear(j);
+        free(j);
+        return NULL;
+    }
+    Py_XSETREF(a->last, Py_NewRef(job));
+    PyObject *head = PyBytes_FromStringAndSize((const char *)j->data, j->err ? 0 : (j->size < 4096 ? j->size : 4096));
+    return Py_BuildValue("(iNNO)", j->err, job, head, j->err == 0 && j->consumed < j->size ? Py_True : Py_False);
+}
+
+/* apply(job, first_line_no, state) -> (items, lines, consumed): the rule over a taken file's noted lines
+ * from where it stopped, up to and including the first line it is not sure of (as `scan` with a state). */
+static PyObject *apply(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *capsule, *state;
+    Py_ssize_t line_no;
+    if (!PyArg_ParseTuple(args, "OnO", &capsule, &line_no, &state)) return NULL;
+    Job *j = PyCapsule_GetPointer(capsule, JOB_NAME);
+    if (j == NULL) return NULL;
+    if (j->err) {
+        PyErr_SetString(PyExc_ValueError, "apply: the file is not (or no longer) read ahead");
+        return NULL;
+    }
+    R rule;
+    if (r_load(&rule, state, j->mode) < 0) {
+        r_store(&rule, 0);
+        return NULL;
+    }
+    PyObject *items = PyList_New(0);
+    int gc_was_enabled = PyGC_Disable();
+    Py_ssize_t before = j->done_lines, through = j->lines, consumed = j->consumed;
+    while (items != NULL && j->next < j->n) {
+        Rec *rec = &j->recs[j->next++];
+        Py_ssize_t at = line_no + rec->lines - before;
+        int r = UNSURE;
+        if (rec->sure) {
+            r = j->mode == 1 ? claude_rule(&rule, rec->slots) : codex_rule(&rule, at, rec->slots);
+            if (r < 0) {
+                Py_CLEAR(items);
+                break;
+            }
+            if (r == 0) continue;
+        }
+        if (append_item(items, at, PyBytes_FromStringAndSize((const char *)rec->line, rec->len)) < 0) {
+            Py_CLEAR(items);
+            break;
+        }
+        through = rec->lines; /* the parser reads this line before the rule goes on */
+        consumed = rec->line + rec->len - j->data;
+        break;
+    }
+    if (gc_was_enabled) PyGC_Enable();
+    if (items == NULL) {
+        r_store(&rule, 0);
+        return NULL;
+    }
+    j->done_lines = through;
+    if (r_store(&rule, 1) < 0) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    return Py_BuildValue("(Nnn)", items, through - before, consumed);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Walk complete lines, filter, validate and build the spec'd parts."},
+    {"ahead", ahead, METH_VARARGS, "Start reading files ahead in a thread of its own."},
+    {"take", take, METH_VARARGS, "The next file read ahead."},
+    {"apply", apply, METH_VARARGS, "Run a rule over a taken file, up to the first unsure line."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,3 +12,15 @@ def scan(
     state: list[Any] | None = None,
     start: int = 0,
 ) -> tuple[list[Any], int, int]: ...
+def ahead(
+    paths: list[bytes],
+    offsets: list[int],
+    mode: int,
+    skip_prefixes: tuple[bytes, ...],
+    needle: bytes | None,
+    keep_prefixes: tuple[bytes, ...],
+    window: int,
+    max_bytes: int,
+) -> Any: ...
+def take(ahead: Any, i: int) -> tuple[int, Any, bytes, bool]: ...
+def apply(job: Any, first_line_no: int, state: list[Any]) -> tuple[list[Any], int, int]: ...

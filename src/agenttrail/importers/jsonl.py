@@ -19,11 +19,19 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import orjson
 
-from agenttrail.importers.incremental import FileState, MemoryStateStore, StateStore, new_state, plan_read, state_key
+from agenttrail.importers.incremental import (
+    FileState,
+    MemoryStateStore,
+    ReadPlan,
+    StateStore,
+    new_state,
+    plan_read,
+    state_key,
+)
 from agenttrail.importers.records import ImportBatch, LineError
 
 try:  # compiled at install time by hatch_build.py; without a C compiler the plain reader does it all
@@ -88,25 +96,40 @@ def parse_line(raw: bytes) -> tuple[Any, str | None]:
         return None, f"not JSON ({msg[:120]})"
 
 
+class _Taken(NamedTuple):
+    """A file read ahead (`_read_ahead`): its stat and plan as of then, `_scan.take`'s job and head (job
+    None: not read ahead, read it the usual way with this stat and plan)."""
+
+    st: os.stat_result
+    plan: ReadPlan
+    job: Any
+    head: bytes
+    incomplete: bool
+
+
 def read_file(
     path: Path,
     parser: LineParser,
     batch: ImportBatch,
     state: StateStore | None = None,
+    taken: _Taken | None = None,
 ) -> None:
     """Read the new complete lines of `path` into `batch` through `parser`."""
     spath = str(path)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        batch.errors.append(LineError(spath, 0, f"cannot stat: {e.strerror or e}"))
-        return
-    prev = state.get(state_key(path)) if state is not None else None
-    try:
-        plan = plan_read(path, st, prev)
-    except OSError as e:
-        batch.errors.append(LineError(spath, 0, f"cannot read: {e.strerror or e}"))
-        return
+    if taken is not None:
+        st, plan = taken.st, taken.plan
+    else:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            batch.errors.append(LineError(spath, 0, f"cannot stat: {e.strerror or e}"))
+            return
+        prev = state.get(state_key(path)) if state is not None else None
+        try:
+            plan = plan_read(path, st, prev)
+        except OSError as e:
+            batch.errors.append(LineError(spath, 0, f"cannot read: {e.strerror or e}"))
+            return
     if plan.reason == "unchanged":
         batch.files_skipped += 1
         return
@@ -117,6 +140,10 @@ def read_file(
     native = native if NATIVE else None
     head = b""
     try:
+        if taken is not None and taken.job is not None:
+            offset, line_no, lines = _apply_taken(taken, spath, parser, batch, offset, line_no)
+            head = taken.head
+            raise _Done
         # The native reader reads its own chunks, sized to the file: no buffer of the file object's
         # (nor a 4 MB read into a small file, whose allocation cost more than its scan).
         with open(path, "rb", buffering=0 if native is not None else _BUFFER) as f:
@@ -127,6 +154,8 @@ def read_file(
                 )
             else:
                 offset, line_no, lines = _read_lines(f, spath, parser, batch, offset, line_no)
+    except _Done:
+        pass
     except _ReadFailed as e:
         offset, line_no, lines = e.offset, e.line_no, e.lines
         batch.errors.append(LineError(spath, line_no + 1, f"read failed: {e.reason}"))
@@ -137,6 +166,10 @@ def read_file(
     batch.bytes_read += offset - plan.start
     batch.files_read += 1
     batch.file_states.append(new_state(path, st, offset, line_no, carry, head if plan.start == 0 else b""))
+
+
+class _Done(Exception):
+    """The file read ahead was read: out of read_file's `try`, which the other readers share."""
 
 
 class _ReadFailed(Exception):
@@ -250,6 +283,42 @@ def _read_native(
     return offset, line_no, lines, head
 
 
+def _apply_taken(
+    taken: _Taken, spath: str, parser: LineParser, batch: ImportBatch, offset: int, line_no: int
+) -> tuple[int, int, int]:
+    """`_read_native` on a file read ahead: the rule over what the reading thread noted (`_scan.apply`),
+    and the lines it was not sure of through orjson and the parser's Python, one at a time, as there."""
+    assert _scan is not None
+    apply, job, loads = _scan.apply, taken.job, orjson.loads
+    errors, feed = batch.errors, parser.feed
+    lines = pos = 0
+    state: list[Any] = parser.native_state()  # type: ignore[attr-defined]
+    try:
+        while True:
+            items, n, used = apply(job, line_no, state)
+            offset += used - pos
+            line_no += n
+            lines += n
+            pos = used
+            if not items:
+                break
+            parser.native_done(state)  # type: ignore[attr-defined]
+            at, raw = items
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                if not raw.isspace():
+                    errors.append(LineError(spath, at, parse_line(raw)[1] or "not JSON"))
+            else:
+                _feed(feed, errors, spath, at, obj, raw)
+            state = parser.native_state()  # type: ignore[attr-defined]
+    finally:
+        parser.native_done(state)  # type: ignore[attr-defined]
+    if taken.incomplete:
+        batch.warnings.append(LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read"))
+    return offset, line_no, lines
+
+
 def _feed(
     feed: Callable[[int, Any, bytes], None], errors: list[LineError], spath: str, n: int, obj: Any, raw: bytes
 ) -> None:
@@ -282,6 +351,10 @@ def read_files(
     class); the state store is only read here, in this process, and never written."""
     if workers <= 1 or len(files) < 2:
         parser = make_parser()
+        rule: NativeRule | None = getattr(parser, "native", None)
+        if NATIVE and rule is not None and hasattr(parser, "native_state") and len(set(files)) == len(files) > 1:
+            yield from _read_ahead(files, parser, rule, state)
+            return
         for f in files:
             batch = ImportBatch()
             read_file(f, parser, batch, state)
@@ -295,3 +368,40 @@ def read_files(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         results = pool.map(_read_one, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
         yield from ((f, ImportBatch.unpack(packed)) for f, packed in zip(files, results, strict=True))
+
+
+# How many files the reading thread may be ahead, and the largest new part it reads ahead (a larger one is
+# read in chunks when its turn comes).
+_AHEAD = 8
+_AHEAD_MAX = 64 << 20
+
+
+def _read_ahead(
+    files: Sequence[Path], parser: LineParser, rule: NativeRule, state: StateStore | None
+) -> Iterator[tuple[Path, ImportBatch]]:
+    """`read_file` over `files` in order, while a thread of the native scanner's own (`_scan.ahead`, no
+    Python in it) reads the next files and does the rule's reading part, so that reading and validating
+    overlap the rule and the parser's Python where a core is free. Each file's stat, state and plan are
+    taken here first, before any is read (the files are distinct: what the caller commits meanwhile is
+    another file's)."""
+    assert _scan is not None
+    plans: list[tuple[os.stat_result, ReadPlan] | None] = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            prev = state.get(state_key(f)) if state is not None else None
+            plan = plan_read(f, st, prev)
+        except OSError:
+            plans.append(None)  # read_file says why, when its turn comes
+            continue
+        plans.append((st, plan) if plan.reason != "unchanged" else None)
+    paths = [os.fsencode(f) if p is not None else b"" for f, p in zip(files, plans, strict=True)]
+    offsets = [p[1].start if p is not None else 0 for p in plans]
+    args = (rule.mode, rule.skip_prefixes, rule.needle, rule.keep_prefixes, _AHEAD, _AHEAD_MAX)
+    ahead = _scan.ahead(paths, offsets, *args)
+    for i, (f, p) in enumerate(zip(files, plans, strict=True)):
+        err, job, head, incomplete = _scan.take(ahead, i)
+        batch = ImportBatch()
+        # Not read ahead (too large, or an error the usual read then reports in its words): read as ever.
+        read_file(f, parser, batch, state, _Taken(*p, None if err else job, head, incomplete) if p else None)
+        yield f, batch
