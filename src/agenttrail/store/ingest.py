@@ -24,13 +24,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy.exc import DBAPIError
 
 from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_values
 from agenttrail.store.bulk import by_columns, insert_rows
-from agenttrail.store.locks import lock_call_periods, lock_sessions
+from agenttrail.store.locks import lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
+from agenttrail.store.team_locks import OTHER_TEAM, CallsLock, batch_teams
 
 SNAPSHOT_KINDS = {
     ev.FILE_CREATE: "created",
@@ -110,20 +112,43 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         }
         for e in first.values()
     ]
-    with engine.begin() as conn:
-        batch_sessions = {e.session_id for e in sent} | {e.session_id for e in first.values()}
-        lock_sessions(conn, batch_sessions | _takeover_candidates(conn, list(first.values())))
-        new_ids = set(insert_rows(conn, event, rows, ignore=True, returning=event.c.event_id))
-        fresh = [e for e in first.values() if e.event_id in new_ids]
-        # The calls' lock as late as it can be: before the join if it may write calls, else before
-        # ingest's own calls (the sessions, file changes and commits before them still overlap).
-        locked = _join_touches_calls(fresh)
-        if locked:
-            lock_call_periods(conn)
-        fresh = join.materialise(conn, fresh, who)
-        _materialise(conn, fresh, who, calls_locked=locked)
-        join.after(conn, fresh)
+    batch_sessions = {e.session_id for e in sent} | {e.session_id for e in first.values()}
+    try:
+        new_ids = _store(engine, rows, list(first.values()), batch_sessions, who, by_team=True)
+    except DBAPIError as e:
+        # A row of a team the batch did not lock (migration 0013's guard): stored again, store-wide lock.
+        if getattr(e.orig, "sqlstate", None) != OTHER_TEAM:
+            raise
+        new_ids = _store(engine, rows, list(first.values()), batch_sessions, who, by_team=False)
     return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
+
+
+def _store(
+    engine: Engine,
+    rows: list[dict[str, Any]],
+    first: list[Event],
+    batch_sessions: set[str],
+    who: Attribution,
+    *,
+    by_team: bool,
+) -> set[str]:
+    """One transaction: the event rows, then the rows they imply. Returns the ids of the new events."""
+    from agenttrail.importers import join
+
+    with engine.begin() as conn:
+        sessions = batch_sessions | _takeover_candidates(conn, first)
+        lock_sessions(conn, sessions)
+        calls_lock = CallsLock(conn, batch_teams(conn, first, who, sessions) if by_team else None)
+        new_ids = set(insert_rows(conn, event, rows, ignore=True, returning=event.c.event_id))
+        fresh = [e for e in first if e.event_id in new_ids]
+        # The calls' lock as late as it can be: before the join if it may write calls, else before
+        # ingest's own sessions and calls (the events, file changes and commits before them still overlap).
+        if _join_touches_calls(fresh):
+            calls_lock.take()
+        fresh = join.materialise(conn, fresh, who)
+        _materialise(conn, fresh, who, calls_lock)
+        join.after(conn, fresh)
+    return new_ids
 
 
 def _takeover_candidates(conn: Connection, events: list[Event]) -> set[str]:
@@ -189,7 +214,7 @@ def _join_touches_calls(fresh: list[Event]) -> bool:
     return False
 
 
-def _materialise(conn: Connection, fresh: list[Event], who: Attribution, *, calls_locked: bool = False) -> None:
+def _materialise(conn: Connection, fresh: list[Event], who: Attribution, calls_lock: CallsLock) -> None:
     """The rows the fresh events imply, a few statements per table for the whole batch.
 
     One statement per event cost ~1 ms each (SQLAlchemy builds and caches a statement per `.values()`,
@@ -215,9 +240,9 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution, *, call
     insert_rows(conn, file_change, files)
     # In sha order: two ingests of one commit (two sessions) each wait for the other's row in one order.
     insert_rows(conn, git_commit, sorted(commits, key=itemgetter("sha")), ignore=True)
+    if calls or sessions:  # a session's start moves its week's row; calls, links and absorbs of calls
+        calls_lock.take()
     _sessions(conn, sessions, who)
-    if (calls or sessions) and not calls_locked:  # calls, and links and absorbs of calls stored before
-        lock_call_periods(conn)
     _llm_calls(conn, calls, who)
     _link_agent_sessions(conn, [e for e in sessions if e.kind == ev.SESSION_END])
 

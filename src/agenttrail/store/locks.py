@@ -57,3 +57,24 @@ def lock_call_periods(conn: Connection) -> None:
     the event rows) still overlaps."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, 0)", (_lock_space(conn, "calls"),))
+
+
+CALLS_TEAMS = "agenttrail.calls_teams"  # migration 0013's guards and at_calls_lock() read it
+
+
+def lock_call_teams(conn: Connection, teams: set[int]) -> None:
+    """PostgreSQL: the calls' period lock for `teams` only (migration 0013): the store-wide lock shared,
+    then each team's lock in ascending order, and the teams named for the guards in this transaction.
+
+    The period roll-ups key every row by team (no team is 0), so ingests of different teams write
+    disjoint rows and need not take turns; ingests of one team do, on its lock. A writer that takes the
+    store-wide lock exclusively (`lock_call_periods`) waits for every shared holder, so it may write any
+    team's rows; a guard stops a batch that would write a team it did not name (0013)."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s, 0)", (_lock_space(conn, "calls"),))
+    ordered = sorted(teams)
+    conn.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(%s, t) FROM unnest(%s::int4[]) AS t", (_lock_space(conn, "calls team"), ordered)
+    )
+    conn.exec_driver_sql("SELECT set_config(%s, %s, true)", (CALLS_TEAMS, ",".join(map(str, ordered))))
