@@ -123,11 +123,11 @@ def test_a_batch_writing_another_teams_rows_is_stored_again_under_the_store_wide
             ),
             {"t": T0.replace(tzinfo=None), "team": b_team},
         )
-    calls: list[bool] = []
+    passes: list[bool] = []
     real = ingest_module._store
 
     def spy(*args: Any, by_team: bool) -> Any:
-        calls.append(by_team)
+        passes.append(by_team)
         return real(*args, by_team=by_team)
 
     batch = _session("a1", a_team, sha="a" * 40)
@@ -137,7 +137,7 @@ def test_a_batch_writing_another_teams_rows_is_stored_again_under_the_store_wide
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ingest_module, "_store", spy)
         result = ingest(engine, batch, Attribution(team_id=a_team))
-    assert calls == [True, False]  # stopped by the guard, then stored under the store-wide lock
+    assert passes == [True, False]  # stopped by the guard, then stored under the store-wide lock
     assert result.accepted == len(batch)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT session_id FROM llm_call WHERE call_id = 'gw-1'")).scalar() == "a1"
