@@ -30,7 +30,8 @@ def compile_scanner(root: Path) -> Path | None:
     out = src.with_name("_scan" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
-    cmd = [*cc, "-O2", "-shared", "-fPIC", "-pthread", f"-I{include}", str(src), "-o", str(out)]
+    # libcrypto (OpenSSL, which Python's hashlib uses too) hashes the call ids; its headers: libssl-dev.
+    cmd = [*cc, "-O2", "-shared", "-fPIC", "-pthread", f"-I{include}", str(src), "-o", str(out), "-lcrypto"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:

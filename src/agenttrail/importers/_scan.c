@@ -30,6 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <openssl/evp.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -553,83 +555,71 @@ static int codex_cannot_count(const unsigned char *line, Py_ssize_t len) {
 
 /* ------------------------------------------------------------------------------------------ SHA-256 */
 
-/* The call ids are `events.stable_id`: sha256 of the parts joined by U+001F, its first 32 hex digits. */
+/* The call ids are `events.stable_id`: sha256 of the parts joined by U+001F, its first 32 hex digits.
+ * The parts are gathered here (a few dozen bytes: ids, a time, counts) and hashed by OpenSSL's libcrypto,
+ * the library Python's own hashlib uses. */
 typedef struct {
-    uint32_t h[8];
-    unsigned char block[64];
-    size_t fill;
-    uint64_t total;
+    unsigned char small[256];
+    unsigned char *buf;
+    size_t len, cap;
+    int failed; /* out of memory while gathering: sha_id reports it */
 } Sha;
 
-static const uint32_t SHA_K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
-    0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-    0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
-    0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha_block(Sha *c, const unsigned char *b) {
-    uint32_t w[64], a, bb, cc, d, e, f, g, h;
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    a = c->h[0], bb = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + SHA_K[i] + w[i];
-        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & bb) ^ (a & cc) ^ (bb & cc));
-        h = g, g = f, f = e, e = d + t1, d = cc, cc = bb, bb = a, a = t1 + t2;
-    }
-    c->h[0] += a, c->h[1] += bb, c->h[2] += cc, c->h[3] += d, c->h[4] += e, c->h[5] += f, c->h[6] += g, c->h[7] += h;
+static void sha_init(Sha *c) {
+    c->buf = c->small;
+    c->len = 0;
+    c->cap = sizeof c->small;
+    c->failed = 0;
 }
 
-static void sha_init(Sha *c) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, H0, sizeof H0);
-    c->fill = 0;
-    c->total = 0;
+static void sha_drop(Sha *c) {
+    if (c->buf != c->small) free(c->buf);
+    c->buf = c->small;
 }
 
 static void sha_add(Sha *c, const void *data, size_t n) {
-    const unsigned char *p = data;
-    c->total += n;
-    while (n > 0) {
-        size_t k = 64 - c->fill < n ? 64 - c->fill : n;
-        memcpy(c->block + c->fill, p, k);
-        c->fill += k, p += k, n -= k;
-        if (c->fill == 64) {
-            sha_block(c, c->block);
-            c->fill = 0;
+    if (c->failed) return;
+    if (c->len + n > c->cap) {
+        size_t cap = 2 * (c->len + n);
+        unsigned char *grown = malloc(cap);
+        if (grown == NULL) {
+            c->failed = 1;
+            return;
         }
+        memcpy(grown, c->buf, c->len);
+        sha_drop(c);
+        c->buf = grown;
+        c->cap = cap;
     }
+    memcpy(c->buf + c->len, data, n);
+    c->len += n;
 }
 
-/* The first 32 hex digits of the digest, as a str. */
+/* The digest's context, made once: OpenSSL 3 looks the algorithm up on every call given EVP_sha256()
+ * (an implicit fetch), which cost more than the hashing. Used only with the GIL held (the ids are str). */
+static EVP_MD *sha_md;
+static EVP_MD_CTX *sha_ctx;
+
+/* The first 32 hex digits of the digest, as a str; the gathered parts are freed either way. */
 static PyObject *sha_id(Sha *c) {
-    uint64_t bits = c->total * 8;
-    c->block[c->fill++] = 0x80;
-    if (c->fill > 56) {
-        memset(c->block + c->fill, 0, 64 - c->fill);
-        sha_block(c, c->block);
-        c->fill = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (sha_md == NULL) sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha_ctx == NULL) sha_ctx = EVP_MD_CTX_new();
+    int ok = !c->failed && sha_md != NULL && sha_ctx != NULL && EVP_DigestInit_ex2(sha_ctx, sha_md, NULL) == 1 &&
+             EVP_DigestUpdate(sha_ctx, c->buf, c->len) == 1 && EVP_DigestFinal_ex(sha_ctx, md, &n) == 1 && n >= 16;
+    int failed = c->failed;
+    sha_drop(c);
+    if (!ok) {
+        if (failed) return PyErr_NoMemory();
+        PyErr_SetString(PyExc_RuntimeError, "agenttrail scanner: libcrypto's SHA-256 failed");
+        return NULL;
     }
-    memset(c->block + c->fill, 0, 56 - c->fill);
-    for (int i = 0; i < 8; i++) c->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha_block(c, c->block);
     char hex[32];
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
-        unsigned char byte = (unsigned char)(c->h[i / 4] >> (24 - 8 * (i % 4)));
-        hex[2 * i] = digits[byte >> 4];
-        hex[2 * i + 1] = digits[byte & 15];
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
     }
     return PyUnicode_FromStringAndSize(hex, 32);
 }
@@ -1213,6 +1203,7 @@ static int codex_usage_record(R *r, const Slot *sl, const TS *ts, int parsed) {
         if ((rid = slot_str(&sl[XS_RID])) == NULL) return -1;
         sha_add(&c, "codex\x1fresponse", 14);
         if (sha_str(&c, rid) < 0) {
+            sha_drop(&c);
             Py_DECREF(rid);
             return -1;
         }
@@ -1491,7 +1482,10 @@ static int claude_call(R *r, const Slot *sl, CallPlan *cp, PyObject *sid, PyObje
         Sha c;
         sha_init(&c);
         sha_add(&c, rid != Py_None ? "claude-code\x1frequest" : "claude-code\x1fmessage", 19);
-        if (sha_str(&c, rid != Py_None ? rid : mid) < 0) goto done;
+        if (sha_str(&c, rid != Py_None ? rid : mid) < 0) {
+            sha_drop(&c);
+            goto done;
+        }
         PyObject *call_id = sha_id(&c);
         if (call_id == NULL) goto done;
         PyObject *args[12] = {call_id, sid, K[K_claude_code], K[K_anthropic], model, when, usage, rid, mid, cwd,
