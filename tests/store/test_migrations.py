@@ -63,3 +63,36 @@ def test_0011_backfills_what_its_triggers_keep(db_url: str) -> None:
     _link(engine, [(9, "A3"), (9, "A4")])
     ingest(engine, _calls(23, ["A3", "A5"], 3))
     assert_rollups_exact(engine)
+
+
+def test_0013_down_and_up(pg_url: str) -> None:
+    """0013's guards and at_calls_lock() go on downgrade (0011's triggers take the lock themselves again)
+    and come back on upgrade; an ingest under a key works on both sides."""
+    from sqlalchemy import text
+
+    from agenttrail.store import org
+    from agenttrail.store.ingest import Attribution
+
+    engine = open_engine(pg_url)
+    team = org.add_team(engine, "t").id
+    here = "relnamespace = current_schema()::regnamespace"  # other stores share the database
+    guards = (
+        "SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        f"WHERE c.{here} AND tgname LIKE 'at_guard_%'"
+    )
+    lock_fn = (
+        "SELECT COUNT(*) FROM pg_proc WHERE proname = 'at_calls_lock' AND pronamespace = current_schema()::regnamespace"
+    )
+    with engine.connect() as conn:
+        assert conn.execute(text(guards)).scalar() == 6 and conn.execute(text(lock_fn)).scalar() == 1
+        cfg = alembic_config(conn)
+        command.downgrade(cfg, "0012")
+        conn.commit()
+        assert conn.execute(text(guards)).scalar() == 0 and conn.execute(text(lock_fn)).scalar() == 0
+    ingest(engine, _events(3, "D", 4), Attribution(team_id=team))
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "head")
+        conn.commit()
+        assert conn.execute(text(guards)).scalar() == 6
+    ingest(engine, _calls(4, [f"D{i}" for i in range(4)], 3), Attribution(team_id=team))
+    assert_rollups_exact(engine)
