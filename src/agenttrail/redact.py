@@ -477,21 +477,6 @@ def _redact_value_for_key(key: str, value: str) -> str:
 _LEAVES = (int, float, bool, type(None))
 
 
-def _strings(obj: Any, out: list[str]) -> None:
-    if isinstance(obj, str):
-        out.append(obj)
-        return
-    if isinstance(obj, dict):
-        obj = obj.values()
-    elif not isinstance(obj, list | tuple):
-        return
-    for v in obj:
-        if isinstance(v, str):  # most values: no call for them
-            out.append(v)
-        elif not isinstance(v, _LEAVES):
-            _strings(v, out)
-
-
 def _same(text: str) -> str:
     return text
 
@@ -523,7 +508,7 @@ def redact_obj(obj: Any) -> Any:
     replaced whole when it looks like one, even if it matches no known shape.
     """
     strings: list[str] = []
-    _strings(obj, strings)
+    _gather(obj, strings)
     # One prefilter over all of the value's strings (NUL between them, so it adds no needle of its own):
     # most payloads are a dozen short strings, and the prefilter's cost is mostly per call.
     rules = _candidates("\x00".join(strings)) if strings else frozenset()
@@ -531,8 +516,8 @@ def redact_obj(obj: Any) -> Any:
 
 
 def _gather(obj: Any, out: list[str]) -> bool:
-    """`_strings` and, in the same walk, whether some string sits under a key named like a credential
-    (what `_walk` judges by key)."""
+    """Every string in `obj` into `out` (dict values, not keys), and, in the same walk, whether one sits
+    under a key named like a credential (what `_walk` judges by key)."""
     keyed = False
     if isinstance(obj, dict):
         for k, v in obj.items():

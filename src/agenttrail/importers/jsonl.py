@@ -202,14 +202,7 @@ def _read_lines(
                 continue  # a line type the parser has no use for: not even parsed
             if skip_line is not None and skip_line(raw):
                 continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                if raw.isspace():
-                    continue
-                errors.append(LineError(spath, line_no, parse_line(raw)[1] or "not JSON"))
-                continue
-            _feed(feed, errors, spath, line_no, obj, raw)
+            _feed_raw(feed, errors, spath, line_no, raw)
     except OSError as e:
         raise _ReadFailed(str(e.strerror or e), offset, line_no, lines) from e
     return offset, line_no, lines
@@ -230,7 +223,7 @@ def _read_native(
     orjson exactly as in `_read_lines`. Same lines, errors, warnings and positions. Also returns the
     first chunk read (the file's head when reading from the start)."""
     assert _scan is not None
-    scan, loads = _scan.scan, orjson.loads
+    scan = _scan.scan
     args = (rule.mode, rule.skip_prefixes, rule.needle, rule.keep_prefixes, rule.spec)
     errors = batch.errors
     feed = parser.feed
@@ -259,16 +252,11 @@ def _read_native(
                 if state is not None and items:
                     parser.native_done(state)  # type: ignore[attr-defined]
                 for i in range(0, len(items), 2):
-                    obj, raw = items[i + 1], b""
+                    obj = items[i + 1]
                     if type(obj) is bytes:  # the scanner was not sure: orjson decides, as on the plain path
-                        raw = obj
-                        try:
-                            obj = loads(raw)
-                        except orjson.JSONDecodeError:
-                            if not raw.isspace():
-                                errors.append(LineError(spath, items[i], parse_line(raw)[1] or "not JSON"))
-                            continue
-                    _feed(feed, errors, spath, items[i], obj, raw)
+                        _feed_raw(feed, errors, spath, items[i], obj)
+                    else:
+                        _feed(feed, errors, spath, items[i], obj, b"")
                 if state is None or not items:
                     break
                 state = native_state()  # type: ignore[misc]
@@ -289,7 +277,7 @@ def _apply_taken(
     """`_read_native` on a file read ahead: the rule over what the reading thread noted (`_scan.apply`),
     and the lines it was not sure of through orjson and the parser's Python, one at a time, as there."""
     assert _scan is not None
-    apply, job, loads = _scan.apply, taken.job, orjson.loads
+    apply, job = _scan.apply, taken.job
     errors, feed = batch.errors, parser.feed
     lines = pos = 0
     state: list[Any] = parser.native_state()  # type: ignore[attr-defined]
@@ -304,19 +292,25 @@ def _apply_taken(
                 break
             parser.native_done(state)  # type: ignore[attr-defined]
             at, raw = items
-            try:
-                obj = loads(raw)
-            except orjson.JSONDecodeError:
-                if not raw.isspace():
-                    errors.append(LineError(spath, at, parse_line(raw)[1] or "not JSON"))
-            else:
-                _feed(feed, errors, spath, at, obj, raw)
+            _feed_raw(feed, errors, spath, at, raw)
             state = parser.native_state()  # type: ignore[attr-defined]
     finally:
         parser.native_done(state)  # type: ignore[attr-defined]
     if taken.incomplete:
         batch.warnings.append(LineError(spath, line_no + 1, "incomplete last line (no newline yet); not read"))
     return offset, line_no, lines
+
+
+def _feed_raw(feed: Callable[[int, Any, bytes], None], errors: list[LineError], spath: str, n: int, raw: bytes) -> None:
+    """Line `n` through orjson, then the parser; a line orjson refuses is reported in its words (blank
+    lines are not reported)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if not raw.isspace():
+            errors.append(LineError(spath, n, parse_line(raw)[1] or "not JSON"))
+        return
+    _feed(feed, errors, spath, n, obj, raw)
 
 
 def _feed(
