@@ -270,6 +270,26 @@ def agenttrail_dry_run(agent: str, root: Path, work: Path) -> dict[str, int]:
     return usage_tokens(totals.usage)
 
 
+def agenttrail_command(agent: str, root: Path, work: Path) -> dict[str, int]:
+    """The same, as the user runs it: `agenttrail import <agent> ROOT --usage-only --dry-run --json`, a
+    process of its own started like ccusage's (its start-up and imports are part of the time)."""
+    # The console script beside this interpreter (not a version manager's shim, which adds its own start).
+    exe = Path(sys.executable).with_name("agenttrail")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agenttrail"]
+    args = [*cmd, "import", agent, str(root), "--usage-only", "--dry-run", "--json", "--no-progress"]
+    env = {**os.environ, "AGENTTRAIL_HOME": str(work), "NO_COLOR": "1"}
+    p = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=3600)
+    if p.returncode != 0:
+        raise SystemExit(f"agenttrail import failed: {p.stderr[-2000:]}")
+    out = json.loads(p.stdout)
+    return {
+        "input": out["input_tokens"],
+        "output": out["output_tokens"],
+        "cache_read": out["cache_read_tokens"],
+        "cache_write": out["cache_write_tokens"],
+    }
+
+
 def ccusage(exe: str, agent: str, root: Path) -> dict[str, int]:
     env = {**os.environ, "TZ": "UTC"}
     if agent == "claude-code":
@@ -307,7 +327,9 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
         result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=workers))
         runs.append(Run(f"agenttrail, usage only{label}", *result))
     result = timed(lambda: agenttrail_dry_run(agent, root, work))
-    runs.append(Run("`agenttrail import --usage-only --dry-run`", *result))
+    runs.append(Run("`import --usage-only --dry-run`, in this process", *result))
+    result = timed(lambda: agenttrail_command(agent, root, work))
+    runs.append(Run("`agenttrail import … --usage-only --dry-run` (command)", *result))
     if args.usage_only:
         return runs
     result = timed(lambda: agenttrail_parse(agent, root, events=True, workers=1))

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
+from operator import attrgetter
 
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
-from genai_prices.types import ModelPrice, calc_unit_price
+from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
 
 from agenttrail.config import PriceOverride
 from agenttrail.usage import Usage
@@ -51,14 +54,16 @@ class _Resolved:
     source: str
 
 
-def _cost(mp: ModelPrice, u: Usage) -> Decimal:
+def _cost(mp: ModelPrice, u: Usage, total_input: int | None = None) -> Decimal:
     """genai-prices' own per-unit tier arithmetic, applied per token class.
 
     `ModelPrice.calc_price` decomposes usage through a generic unit registry and costs ~0.1 ms a
     call; this is the same arithmetic for the five classes a model call reports, ~50x cheaper.
-    tests/test_pricing.py checks it equals `calc_price` on arbitrary usage.
+    tests/test_pricing.py checks it equals `calc_price` on arbitrary usage. `total_input` picks the
+    tier when `u` is a sum of calls (`Pricer.cost_of_many`); by default it is `u`'s own prompt.
     """
-    total_input = u.prompt_tokens
+    if total_input is None:
+        total_input = u.prompt_tokens
     one_hour = getattr(mp, "cache_write_1h_mtok", None)
     five_min_count = u.cache_write_5m_tokens if one_hour is not None else u.cache_write_tokens
     cost = (
@@ -73,6 +78,22 @@ def _cost(mp: ModelPrice, u: Usage) -> Decimal:
 
 
 _PER = 1_000_000
+_CLASSES = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "output_mtok")
+
+
+def _tier_starts(mp: ModelPrice) -> list[int]:
+    """Every prompt size at which one of the five classes' tiered rate changes, ascending."""
+    starts: set[int] = set()
+    for attr in _CLASSES:
+        rate = getattr(mp, attr, None)
+        if isinstance(rate, TieredPrices):
+            starts.update(t.start for t in rate.tiers)
+    return sorted(starts)
+
+
+def _sum_usage(usages: Sequence[Usage]) -> Usage:
+    """The field-wise sum, a field at a time (no Usage built per call)."""
+    return Usage(*(sum(map(attrgetter(f.name), usages)) for f in fields(Usage)))
 
 
 def to_genai_usage(u: Usage) -> GPUsage:
@@ -133,6 +154,32 @@ class Pricer:
         if resolved.model_price is None:
             return Price(Decimal(0), resolved.source, known=False)
         return Price(_cost(resolved.model_price, usage), resolved.source)
+
+    def cost_of_many(self, provider: str, model: str | None, usages: Sequence[Usage]) -> Decimal:
+        """The sum of `price(provider, model, u).cost_usd` over `usages`, exactly, without pricing each.
+
+        A call's cost is linear in its token counts once its tier is known, and the tier depends only
+        on its prompt size: so the calls are grouped by the tier their prompt falls in, and each group's
+        summed usage is priced at that tier (one group for an untiered model). Decimal arithmetic at
+        these magnitudes is exact (a count times a rate, over a million), so the result is equal, not
+        close (tests/cli/test_import_totals.py)."""
+        if not model or not usages:
+            return Decimal(0)
+        mp = self._resolve(provider, model).model_price
+        if mp is None:
+            return Decimal(0)
+        starts = _tier_starts(mp)
+        if not starts:
+            return _cost(mp, _sum_usage(usages))
+        # A tier applies to a prompt larger than its start: the group is how many starts lie below it.
+        prompt = attrgetter("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+        prompts = list(map(sum, map(prompt, usages)))
+        if max(prompts) <= starts[0]:  # all in the base tier, the usual case: no per-call grouping
+            return _cost(mp, _sum_usage(usages), prompts[0])
+        groups: dict[int, list[Usage]] = {}
+        for u, n in zip(usages, prompts, strict=True):
+            groups.setdefault(bisect_left(starts, n), []).append(u)
+        return sum((_cost(mp, _sum_usage(g), g[0].prompt_tokens) for g in groups.values()), Decimal(0))
 
     def output_price_per_token(self, provider: str, model: str) -> Decimal:
         """The base output rate, for reserving a call's worst case before it runs."""

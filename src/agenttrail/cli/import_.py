@@ -12,15 +12,17 @@ counted, listed (the first few) and skipped; they never stop an import and never
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, err_console, friendly, settings_for
 from agenttrail.config import Settings
@@ -30,6 +32,7 @@ from agenttrail.importers import (
     CODEX,
     ImportBatch,
     LineError,
+    TranscriptCall,
     claude_projects_dirs,
     codex_home,
     find_claude_code_files,
@@ -37,12 +40,13 @@ from agenttrail.importers import (
     iter_claude_code,
     iter_codex,
 )
-from agenttrail.importers.store_state import SqlStateStore, state_source
-from agenttrail.importers.to_events import batch_to_events
-from agenttrail.pricing import Pricer
-from agenttrail.store.database import open_engine
-from agenttrail.store.ingest import Attribution, ingest
 from agenttrail.usage import Usage
+
+if TYPE_CHECKING:
+    # The store (SQLAlchemy, Alembic), ingest and the event builder are imported where they are used: a
+    # dry run needs none of them, and importing them cost it ~0.6 s of CPU before reading a byte.
+    from agenttrail.importers.store_state import SqlStateStore
+    from agenttrail.pricing import Pricer
 
 import_app = typer.Typer(
     help="Import the agents' own transcripts: Claude Code (~/.claude/projects) and Codex ($CODEX_HOME/sessions).",
@@ -75,8 +79,30 @@ class Totals:
     cost_usd: float = 0.0
     errors: list[LineError] = field(default_factory=list)
     warnings: int = 0
+    _cost: Decimal = Decimal(0)  # add_priced's exact sum; cost_usd is its float
 
     def add(self, batch: ImportBatch, events: list[Event]) -> None:
+        """A stored (or uploaded) batch: its calls' costs as its `llm_call` events carry them."""
+        self._add_batch(batch)
+        for e in events:
+            if e.kind == LLM_CALL:
+                self.calls += 1
+                self.cost_usd += float(e.payload["record"].get("cost_usd") or 0.0)
+            elif e.kind not in (SESSION_START, SESSION_END):  # a session's markers repeat per file
+                self.events += 1
+
+    def add_priced(self, batch: ImportBatch, pricer: Pricer) -> None:
+        """A batch that becomes no events (a dry run): the same counts and cost as `add` would take from
+        `batch_to_events(batch, pricer)`, without an event per call. Its calls are priced together per
+        model (`Pricer.cost_of_many`, equal to the sum of each call's price)."""
+        self._add_batch(batch)
+        self.calls += len(batch.calls)
+        self.events += sum(1 for e in batch.events if e.kind not in (SESSION_START, SESSION_END))
+        for (provider, model), usages in _usages_by_model(batch.calls).items():
+            self._cost += pricer.cost_of_many(provider, model, usages)
+        self.cost_usd = float(self._cost)
+
+    def _add_batch(self, batch: ImportBatch) -> None:
         self.files_read += batch.files_read
         self.files_skipped += batch.files_skipped
         self.bytes_read += batch.bytes_read
@@ -84,14 +110,9 @@ class Totals:
         self.sessions.update((s.agent, s.agent_session_id) for s in batch.sessions)
         self.errors.extend(batch.errors)
         self.warnings += len(batch.warnings)
-        for e in events:
-            if e.kind == LLM_CALL:
-                self.calls += 1
-                self.cost_usd += float(e.payload["record"].get("cost_usd") or 0.0)
-            elif e.kind not in (SESSION_START, SESSION_END):  # a session's markers repeat per file
-                self.events += 1
-        for c in batch.calls:
-            self.usage = self.usage + c.usage
+        # A field at a time: a Usage built per call was most of a dry run's totalling.
+        usages = list(map(_USAGE, batch.calls))
+        self.usage = self.usage + Usage(*(sum(map(attrgetter(name), usages)) for name in _USAGE_FIELDS))
 
     def as_dict(self) -> dict[str, Any]:
         u = self.usage
@@ -116,6 +137,21 @@ class Totals:
         }
 
 
+_USAGE = attrgetter("usage")
+_USAGE_FIELDS = Usage.__dataclass_fields__.keys()
+_MODEL = attrgetter("provider", "model")
+
+
+def _usages_by_model(calls: list[TranscriptCall]) -> dict[tuple[str, str | None], list[Usage]]:
+    models = set(map(_MODEL, calls))
+    if len(models) == 1:  # one model throughout, the usual batch: no loop in Python
+        return {models.pop(): list(map(_USAGE, calls))}
+    out: dict[tuple[str, str | None], list[Usage]] = {}
+    for c in calls:
+        out.setdefault((c.provider, c.model), []).append(c.usage)
+    return out
+
+
 class Sink:
     """Where events go: the local store, or the outbox of a server upload."""
 
@@ -138,9 +174,13 @@ class DrySink(Sink):
 
 class LocalSink(Sink):
     def __init__(self, settings: Settings) -> None:
+        from agenttrail.store.database import open_engine
+
         self.engine = open_engine(settings.database_url)
 
     def put(self, events: list[Event]) -> tuple[int, int]:
+        from agenttrail.store.ingest import Attribution, ingest
+
         r = ingest(self.engine, events, Attribution())
         return r.accepted, r.duplicates
 
@@ -216,12 +256,13 @@ def run_import(
         raise UserError("--dry-run stores and uploads nothing: leave out --server")
     if server and not key:
         raise UserError(f"--server needs a virtual key: pass --key sk-at-… or set {KEY_ENV}")
+    from agenttrail.pricing import Pricer
+
     pricer = Pricer(settings.price_overrides)
     # Positions are local (the files are): the local store, one set per destination.
     # A usage-only pass keeps its own positions: a full import later still reads the dialogue.
     # A dry run reads every file whole and opens no store: no positions are read or written.
-    source = state_source(f"{agent}+usage" if usage_only else agent, server)
-    state = None if dry_run else SqlStateStore(open_engine(settings.database_url), source)
+    state = None if dry_run else _state_store(settings, f"{agent}+usage" if usage_only else agent, server)
     sink: Sink = DrySink() if dry_run else ServerSink(settings, server, key or "") if server else LocalSink(settings)
     # Files are folded into one batch until it is worth a transaction: a session split over several
     # files (its subagents, a resumed session) is then one partial view, one set of session markers.
@@ -229,6 +270,12 @@ def run_import(
 
     def flush() -> None:
         nonlocal acc
+        if dry_run:  # nothing to store: totalled and priced straight from the records
+            totals.add_priced(acc, pricer)
+            acc = ImportBatch()
+            return
+        from agenttrail.importers.to_events import batch_to_events
+
         events = batch_to_events(acc, pricer)
         totals.add(acc, events)
         if events:
@@ -277,6 +324,13 @@ def run_import(
         raise
     sink.close(totals)
     return totals
+
+
+def _state_store(settings: Settings, name: str, server: str | None) -> SqlStateStore:
+    from agenttrail.importers.store_state import SqlStateStore, state_source
+    from agenttrail.store.database import open_engine
+
+    return SqlStateStore(open_engine(settings.database_url), state_source(name, server))
 
 
 def _size(p: Path) -> int:
@@ -380,7 +434,12 @@ def _command(agent: str, default_where: Callable[[dict[str, str]], str]) -> Call
             )
         except OSError as e:  # a folder it may not list, a full disk: one line, not a traceback
             raise UserError(f"import stopped: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
-        except SQLAlchemyError as e:  # the store went away mid-import; what was stored stays, with its positions
+        except Exception as e:
+            # The store went away mid-import; what was stored stays, with its positions. SQLAlchemy is
+            # looked up, not imported: a dry run never loads it, and then no error can be one of its.
+            sa = sys.modules.get("sqlalchemy.exc")
+            if sa is None or not isinstance(e, sa.SQLAlchemyError):
+                raise
             reason = getattr(e, "orig", None) or e
             raise UserError(f"import stopped: the store failed: {str(reason).splitlines()[0]}") from None
         where = path or default_where(env)
