@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from agenttrail.events import KINDS, Event
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.server.app import Services
+from agenttrail.server.ingest_writer import IngestWriter
 from agenttrail.store.ingest import Attribution, ingest
 
 MAX_BODY = 64 * 1024 * 1024
@@ -80,6 +81,15 @@ def _checked(i: int, item: Any) -> Event:
 
 
 def install(svc: Services) -> list[BaseRoute]:
+    writer = IngestWriter(svc.engine) if svc.engine.dialect.name == "sqlite" else None
+    if writer is not None:
+        stop_writer = writer.close
+
+        async def stop() -> None:
+            await to_thread.run_sync(stop_writer)
+
+        svc.on_shutdown.append(stop)
+
     async def ingest_route(request: Request) -> Response:
         try:
             key = await svc.keys.authenticate(request.headers)
@@ -98,7 +108,10 @@ def install(svc: Services) -> list[BaseRoute]:
         who = Attribution(
             team_id=key.team_id, project_id=key.project_id, engineer_id=key.engineer_id, engineer=key.engineer
         )
-        result = await to_thread.run_sync(ingest, svc.engine, events, who)
+        if writer is not None:
+            result = await writer.ingest(events, who)
+        else:
+            result = await to_thread.run_sync(ingest, svc.engine, events, who)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
 
     return [Route("/api/v1/ingest", ingest_route, methods=["POST"])]

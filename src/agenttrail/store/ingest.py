@@ -87,8 +87,14 @@ def _redacted(events: Sequence[Event]) -> list[Event]:
 
 
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
+    new_ids = ingest_ids(engine, events, who)
+    return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
+
+
+def ingest_ids(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> set[str]:
+    """`ingest`, returning the ids of the events that were new (the others were stored already)."""
     if not events:
-        return IngestResult()
+        return set()
     who = who or Attribution()
     # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
     # commands and diffs hold secrets, and the store must never keep them.
@@ -120,7 +126,7 @@ def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = No
         if getattr(e.orig, "sqlstate", None) != OTHER_TEAM:
             raise
         new_ids = _store(engine, rows, list(first.values()), batch_sessions, who, by_team=False)
-    return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
+    return new_ids
 
 
 def _store(
