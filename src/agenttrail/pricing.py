@@ -10,7 +10,7 @@ import copy
 import threading
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from operator import attrgetter
@@ -20,7 +20,7 @@ from genai_prices import calc_price
 from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
 
 from agenttrail.config import PriceOverride
-from agenttrail.usage import Usage
+from agenttrail.usage import Usage, sum_usages
 
 _ATTR = {
     "input": "input_mtok",
@@ -78,6 +78,9 @@ def _cost(mp: ModelPrice, u: Usage, total_input: int | None = None) -> Decimal:
 
 
 _PER = 1_000_000
+_PROMPT_PARTS = tuple(
+    attrgetter(n) for n in ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
+)
 _CLASSES = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "output_mtok")
 
 
@@ -89,11 +92,6 @@ def _tier_starts(mp: ModelPrice) -> list[int]:
         if isinstance(rate, TieredPrices):
             starts.update(t.start for t in rate.tiers)
     return sorted(starts)
-
-
-def _sum_usage(usages: Sequence[Usage]) -> Usage:
-    """The field-wise sum, a field at a time (no Usage built per call)."""
-    return Usage(*(sum(map(attrgetter(f.name), usages)) for f in fields(Usage)))
 
 
 def to_genai_usage(u: Usage) -> GPUsage:
@@ -155,8 +153,11 @@ class Pricer:
             return Price(Decimal(0), resolved.source, known=False)
         return Price(_cost(resolved.model_price, usage), resolved.source)
 
-    def cost_of_many(self, provider: str, model: str | None, usages: Sequence[Usage]) -> Decimal:
+    def cost_of_many(
+        self, provider: str, model: str | None, usages: Sequence[Usage], total: Usage | None = None
+    ) -> Decimal:
         """The sum of `price(provider, model, u).cost_usd` over `usages`, exactly, without pricing each.
+        `total`: their sum (`sum_usages`), when the caller has it already.
 
         A call's cost is linear in its token counts once its tier is known, and the tier depends only
         on its prompt size: so the calls are grouped by the tier their prompt falls in, and each group's
@@ -169,17 +170,18 @@ class Pricer:
         if mp is None:
             return Decimal(0)
         starts = _tier_starts(mp)
+        total = total or sum_usages(usages)
         if not starts:
-            return _cost(mp, _sum_usage(usages))
+            return _cost(mp, total)
+        # No prompt above the first tier when even the largest of each part together are not: the usual
+        # case, priced at the base rates without looking at each call.
+        if sum(max(map(g, usages)) for g in _PROMPT_PARTS) <= starts[0]:
+            return _cost(mp, total, 0)
         # A tier applies to a prompt larger than its start: the group is how many starts lie below it.
-        prompt = attrgetter("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens")
-        prompts = list(map(sum, map(prompt, usages)))
-        if max(prompts) <= starts[0]:  # all in the base tier, the usual case: no per-call grouping
-            return _cost(mp, _sum_usage(usages), prompts[0])
         groups: dict[int, list[Usage]] = {}
-        for u, n in zip(usages, prompts, strict=True):
-            groups.setdefault(bisect_left(starts, n), []).append(u)
-        return sum((_cost(mp, _sum_usage(g), g[0].prompt_tokens) for g in groups.values()), Decimal(0))
+        for u in usages:
+            groups.setdefault(bisect_left(starts, u.prompt_tokens), []).append(u)
+        return sum((_cost(mp, sum_usages(g), g[0].prompt_tokens) for g in groups.values()), Decimal(0))
 
     def output_price_per_token(self, provider: str, model: str) -> Decimal:
         """The base output rate, for reserving a call's worst case before it runs."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -439,12 +439,17 @@ def iter_claude_code(
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
     workers: int = 1,
+    files: Sequence[Path] | None = None,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """One (file, ImportBatch) per transcript file, so a caller can store and commit file by file
     without holding a whole history in memory. Calls repeated in several files (a resumed session's
-    file repeats earlier responses) come out once per file with the same `call_id`: upsert them."""
+    file repeats earlier responses) come out once per file with the same `call_id`: upsert them.
+    `files`: the files to read, as the finder listed them for `path` already (a caller that counted them
+    first), so the folders are not walked twice."""
     make_parser = functools.partial(ClaudeCodeParser, content_cap=content_cap, with_events=with_events)
-    yield from read_files(find_claude_code_files(path, env=env), make_parser, state, workers)
+    yield from read_files(
+        find_claude_code_files(path, env=env) if files is None else files, make_parser, state, workers
+    )
 
 
 def import_claude_code(

@@ -36,7 +36,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -553,10 +553,13 @@ def iter_codex(
     content_cap: int = DEFAULT_CONTENT_CAP,
     with_events: bool = True,
     workers: int = 1,
+    files: Sequence[Path] | None = None,
 ) -> Iterator[tuple[Path, ImportBatch]]:
-    """One (file, ImportBatch) per rollout file, so a caller can store and commit file by file."""
+    """One (file, ImportBatch) per rollout file, so a caller can store and commit file by file.
+    `files`: the files to read, as the finder listed them for `path` already (a caller that counted them
+    first), so the folders are not walked twice."""
     make_parser = functools.partial(CodexParser, content_cap=content_cap, with_events=with_events)
-    yield from read_files(find_codex_files(path, env=env), make_parser, state, workers)
+    yield from read_files(find_codex_files(path, env=env) if files is None else files, make_parser, state, workers)
 
 
 def import_codex(
