@@ -15,14 +15,16 @@ from agenttrail.events import Event
 from agenttrail.server import ingest_writer as writer_module
 from agenttrail.server.ingest_writer import BACKSTOP_PAGES, IngestWriter
 from agenttrail.store.database import open_engine
-from agenttrail.store.ingest import Attribution, IngestResult
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared, prepare
 
 T0 = datetime(2026, 5, 12, 9, 0, tzinfo=UTC)
 WHO = Attribution(engineer="ana")
 
 
-def _batch(sid: str, n: int) -> list[Event]:
-    return [Event(sid, "exec", T0 + timedelta(seconds=i), {"argv": ["ls", str(i)]}, f"{sid}-{i}") for i in range(n)]
+def _batch(sid: str, n: int) -> Prepared:
+    return prepare(
+        [Event(sid, "exec", T0 + timedelta(seconds=i), {"argv": ["ls", str(i)]}, f"{sid}-{i}") for i in range(n)]
+    )
 
 
 def _count(engine: Engine) -> int:

@@ -13,7 +13,7 @@ from agenttrail.events import Event
 from agenttrail.store import ingest as ingest_module
 from agenttrail.store import ingest_batches as batches_module
 from agenttrail.store.database import open_engine
-from agenttrail.store.ingest import Attribution, IngestResult, ingest
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest, prepare
 from agenttrail.store.ingest_batches import ingest_batches
 from agenttrail.store.org import add_team
 
@@ -63,7 +63,7 @@ def test_same_rows_and_counts_as_one_after_another(tmp_path) -> None:  # type: i
     assert (ana, bo) == (ana2, bo2)
     batches = _batches(ana, bo)
 
-    got = ingest_batches(together, batches)
+    got = ingest_batches(together, [(prepare(events), who) for events, who in batches])
     expected = [ingest(in_turn, events, who) for events, who in batches]
 
     assert got == expected
@@ -79,15 +79,15 @@ def test_one_transaction_per_key(tmp_path, monkeypatch) -> None:  # type: ignore
     calls: list[int] = []
     real = batches_module.ingest_ids
 
-    def counting(engine: Engine, events: list[Event], who: Attribution) -> set[str]:
-        calls.append(len(events))
-        return real(engine, events, who)
+    def counting(engine: Engine, batch: Prepared, who: Attribution) -> set[str]:
+        calls.append(len(batch.events))
+        return real(engine, batch, who)
 
     monkeypatch.setattr(batches_module, "ingest_ids", counting)
     batches = _batches(ana, bo)
-    ingest_batches(engine, batches)
-    # ana's four batches in one ingest; bo's one batch alone (through `ingest`, not counted here)
-    assert calls == [sum(len(events) for events, who in batches if who == ana)]
+    ingest_batches(engine, [(prepare(events), who) for events, who in batches])
+    # ana's four batches in one ingest, then bo's one batch
+    assert calls == [sum(len(events) for events, who in batches if who == ana), len(batches[1][0])]
 
 
 def test_a_failing_batch_fails_alone(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -101,7 +101,7 @@ def test_a_failing_batch_fails_alone(tmp_path, monkeypatch) -> None:  # type: ig
         return real(engine, rows, *args, **kw)
 
     monkeypatch.setattr(ingest_module, "_store", refuse_b1)
-    got = ingest_batches(engine, [(good, ana), (bad, ana), (also, ana)])
+    got = ingest_batches(engine, [(prepare(good), ana), (prepare(bad), ana), (prepare(also), ana)])
 
     assert got[0] == IngestResult(accepted=len(good)) and got[2] == IngestResult(accepted=len(also))
     assert isinstance(got[1], RuntimeError) and "b1" in str(got[1])
@@ -113,5 +113,5 @@ def test_a_failing_batch_fails_alone(tmp_path, monkeypatch) -> None:  # type: ig
 def test_nothing_or_one_batch(tmp_path, n: int) -> None:  # type: ignore[no-untyped-def]
     engine, ana, _bo = _store(f"sqlite:///{tmp_path}/a.db")
     events = _session("s1", 1)
-    got = ingest_batches(engine, [(events, ana)] * n)
+    got = ingest_batches(engine, [(prepare(events), ana)] * n)
     assert got == [IngestResult(accepted=len(events))] * n

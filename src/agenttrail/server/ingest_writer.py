@@ -29,9 +29,8 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import StaticPool
 
-from agenttrail.events import Event
 from agenttrail.store.engine import make_engine
-from agenttrail.store.ingest import Attribution, IngestResult
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared
 from agenttrail.store.ingest_batches import ingest_batches
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ BACKSTOP_PAGES = 16_384
 
 @dataclass(slots=True)
 class _Job:
-    events: Sequence[Event]
+    batch: Prepared
     who: Attribution
     loop: asyncio.AbstractEventLoop
     done: asyncio.Future[IngestResult]
@@ -65,10 +64,10 @@ class IngestWriter:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
 
-    async def ingest(self, events: Sequence[Event], who: Attribution) -> IngestResult:
+    async def ingest(self, batch: Prepared, who: Attribution) -> IngestResult:
         """The batch's result once it is committed (or the error that stopped it)."""
         loop = asyncio.get_running_loop()
-        job = _Job(events, who, loop, loop.create_future())
+        job = _Job(batch, who, loop, loop.create_future())
         self._ensure_threads()
         self._jobs.put(job)
         # shield: a client that hangs up does not take the batch back (it is stored, and a resend of
@@ -113,7 +112,7 @@ class IngestWriter:
                 self._turns.put(_STOP)
                 return
             turn: list[_Job] = [first]
-            size = len(first.events)
+            size = len(first.batch.events)
             stop = False
             while size < self._turn_events:
                 try:
@@ -124,10 +123,10 @@ class IngestWriter:
                     stop = True
                     break
                 turn.append(job)
-                size += len(job.events)
+                size += len(job.batch.events)
             try:
                 results: Sequence[IngestResult | Exception] = ingest_batches(
-                    self._engine, [(j.events, j.who) for j in turn]
+                    self._engine, [(j.batch, j.who) for j in turn]
                 )
             except Exception as e:  # every request of the turn hears it; the thread lives on
                 results = [e] * len(turn)

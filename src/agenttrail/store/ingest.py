@@ -86,38 +86,67 @@ def _redacted(events: Sequence[Event]) -> list[Event]:
     return out
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A batch made ready outside the store's transaction: redacted, and each event id's row built (the
+    first event with that id). A server prepares a batch in the request's thread, so that on SQLite the
+    one writer thread spends its time on the database while the next batch is prepared beside it."""
+
+    events: list[Event]
+    rows: dict[str, dict[str, Any]]
+
+    @classmethod
+    def joined(cls, parts: Sequence[Prepared]) -> Prepared:
+        rows: dict[str, dict[str, Any]] = {}
+        for part in parts:
+            for event_id, row in part.rows.items():
+                rows.setdefault(event_id, row)
+        return cls([e for part in parts for e in part.events], rows)
+
+
+def prepare(events: Sequence[Event]) -> Prepared:
+    # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
+    # commands and diffs hold secrets, and the store must never keep them.
+    sent = _redacted(events)
+    rows: dict[str, dict[str, Any]] = {}
+    for e in sent:
+        if e.event_id not in rows:  # one event id may repeat inside a batch too; the first one counts
+            rows[e.event_id] = {
+                "event_id": e.event_id,
+                "session_id": e.session_id,
+                "ts": _naive(e.ts),
+                "kind": e.kind,
+                "payload": orjson.dumps(e.payload, default=str).decode(),
+            }
+    return Prepared(sent, rows)
+
+
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
-    new_ids = ingest_ids(engine, events, who)
+    new_ids = ingest_ids(engine, prepare(events), who)
     return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
 
 
-def ingest_ids(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> set[str]:
-    """`ingest`, returning the ids of the events that were new (the others were stored already)."""
-    if not events:
+def ingest_ids(engine: Engine, prepared: Prepared, who: Attribution | None = None) -> set[str]:
+    """`ingest` of a prepared batch, returning the ids of the events that were new (the others were
+    stored already)."""
+    if not prepared.events:
         return set()
     who = who or Attribution()
-    # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
-    # commands and diffs hold secrets, and the store must never keep them.
-    events = sent = _redacted(events)
+    sent = prepared.events
     # Transcript and OTLP records join the traced session they belong to (agenttrail.importers.join).
     # Imported here, not at the top: the importers package loads protobuf, which most callers never need.
     from agenttrail.importers import join
 
-    events = join.resolve_events(engine, events)
-    # One event id may repeat inside a batch too; the first one counts.
+    events = join.resolve_events(engine, sent)
     first: dict[str, Event] = {}
     for e in events:
         first.setdefault(e.event_id, e)
-    rows = [
-        {
-            "event_id": e.event_id,
-            "session_id": e.session_id,
-            "ts": _naive(e.ts),
-            "kind": e.kind,
-            "payload": orjson.dumps(e.payload, default=str).decode(),
-        }
-        for e in first.values()
-    ]
+    rows = []
+    for e in first.values():
+        row = prepared.rows[e.event_id]
+        if row["session_id"] != e.session_id:  # moved by the join to its traced session
+            row = {**row, "session_id": e.session_id}
+        rows.append(row)
     batch_sessions = {e.session_id for e in sent} | {e.session_id for e in first.values()}
     try:
         new_ids = _store(engine, rows, list(first.values()), batch_sessions, who, by_team=True)

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from agenttrail.events import Event
-from agenttrail.store.ingest import Attribution, IngestResult, ingest, ingest_ids
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest_ids
 
-Batch = tuple[Sequence[Event], Attribution]
+Batch = tuple[Prepared, Attribution]
 
 
 def ingest_batches(engine: Engine, batches: Sequence[Batch]) -> list[IngestResult | Exception]:
@@ -32,14 +31,14 @@ def ingest_batches(engine: Engine, batches: Sequence[Batch]) -> list[IngestResul
             results[members[0]] = _alone(engine, batches[members[0]])
             continue
         try:
-            new_ids = ingest_ids(engine, [e for i in members for e in batches[i][0]], who)
+            new_ids = ingest_ids(engine, Prepared.joined([batches[i][0] for i in members]), who)
         except Exception:  # the group rolled back; each batch alone shows whose error it was
             for i in members:
                 results[i] = _alone(engine, batches[i])
             continue
         for i in members:
-            events = batches[i][0]
-            mine = {e.event_id for e in events} & new_ids
+            events = batches[i][0].events
+            mine = batches[i][0].rows.keys() & new_ids
             new_ids -= mine  # a later batch's repeat of an event is its duplicate, as in turn
             results[i] = IngestResult(accepted=len(mine), duplicates=len(events) - len(mine))
     done = [r for r in results if r is not None]
@@ -49,6 +48,7 @@ def ingest_batches(engine: Engine, batches: Sequence[Batch]) -> list[IngestResul
 
 def _alone(engine: Engine, batch: Batch) -> IngestResult | Exception:
     try:
-        return ingest(engine, batch[0], batch[1])
+        new_ids = ingest_ids(engine, batch[0], batch[1])
     except Exception as e:  # handed to the batch's own request
         return e
+    return IngestResult(accepted=len(new_ids), duplicates=len(batch[0].events) - len(new_ids))
