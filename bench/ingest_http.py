@@ -110,7 +110,10 @@ def _serve(url: str, workers: int, pythonpath: str | None, folder: Path) -> tupl
     argv = [sys.executable, "-m", "agenttrail", "serve", "--port", str(port), "--log-level", "warning"]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server's log goes to a file: a pipe nobody reads during the run would stop it once full.
+    log = folder / f"serve-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=out)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -119,9 +122,7 @@ def _serve(url: str, workers: int, pythonpath: str | None, folder: Path) -> tupl
             return proc, base
         except httpx.TransportError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                ) from None
+                raise RuntimeError(f"serve did not start: {log.read_text(errors='replace')[-2000:]}") from None
             time.sleep(0.2)  # waiting for the port to answer, which it will or the process ends
 
 
