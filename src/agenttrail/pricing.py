@@ -94,6 +94,61 @@ def _tier_starts(mp: ModelPrice) -> list[int]:
     return sorted(starts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """A model's price as integers: per tier (0 below the first start, k above the k-th), the rates of
+    input, cache read, 5-minute and 1-hour cache write and output, times 10**scale, per million tokens.
+    A call's cost is then one integer dot product, exactly `_cost`'s value."""
+
+    starts: tuple[int, ...]
+    tiers: tuple[tuple[int, int, int, int, int], ...]
+    scale: int
+
+    def cost(self, u: Usage) -> Decimal:
+        i, r, w5, w1, o = (
+            u.input_tokens,
+            u.cache_read_tokens,
+            u.cache_write_5m_tokens,
+            u.cache_write_1h_tokens,
+            u.output_tokens,
+        )
+        rates = self.tiers[bisect_left(self.starts, i + r + w5 + w1)] if self.starts else self.tiers[0]
+        n = rates[0] * i + rates[1] * r + rates[2] * w5 + rates[3] * w1 + rates[4] * o
+        return Decimal(n).scaleb(-self.scale - 6)
+
+
+def _rates(mp: ModelPrice) -> _Rates | None:
+    """`mp` as `_Rates`, or None when a rate is not a Decimal (nor tiered Decimals) and `_cost` must do it."""
+    starts = _tier_starts(mp)
+    one_hour = getattr(mp, "cache_write_1h_mtok", None)
+    # Without a 1-hour rate both TTLs are priced at the cache-write rate, as in `_cost`.
+    attrs = (
+        "input_mtok",
+        "cache_read_mtok",
+        "cache_write_mtok",
+        "cache_write_1h_mtok" if one_hour is not None else "cache_write_mtok",
+        "output_mtok",
+    )
+    tiers: list[list[Decimal]] = []
+    for k in range(len(starts) + 1):
+        total_input = 0 if k == 0 else starts[k - 1] + 1  # a prompt size inside tier k
+        row: list[Decimal] = []
+        for attr in attrs:
+            rate = getattr(mp, attr, None)
+            if isinstance(rate, TieredPrices):
+                rate = next((t.price for t in reversed(rate.tiers) if total_input > t.start), rate.base)
+            if rate is None:
+                rate = Decimal(0)
+            if not isinstance(rate, Decimal) or not rate.is_finite():
+                return None
+            row.append(rate)
+        tiers.append(row)
+    exponent = min(int(r.as_tuple().exponent) for row in tiers for r in row)
+    scale = max(0, -exponent)
+    scaled = tuple(tuple(int(r.scaleb(scale)) for r in row) for row in tiers)
+    return _Rates(tuple(starts), scaled, scale)  # type: ignore[arg-type]
+
+
 def to_genai_usage(u: Usage) -> GPUsage:
     # genai-prices counts input_tokens as the whole prompt, cache reads and writes included.
     return GPUsage(
@@ -109,6 +164,7 @@ class Pricer:
     def __init__(self, overrides: tuple[PriceOverride, ...] = ()) -> None:
         self._overrides = {(o.provider, o.model): o for o in overrides}
         self._cache: dict[tuple[str, str], _Resolved] = {}
+        self._rates: dict[tuple[str, str], _Rates | None] = {}
         self._lock = threading.Lock()
 
     def _override_for(self, provider: str, model: str) -> PriceOverride | None:
@@ -152,6 +208,22 @@ class Pricer:
         if resolved.model_price is None:
             return Price(Decimal(0), resolved.source, known=False)
         return Price(_cost(resolved.model_price, usage), resolved.source)
+
+    def price_call(self, provider: str, model: str | None, usage: Usage) -> Price:
+        """`price`, by the model's integer rates (`_Rates`): the same value, at a fraction of the cost, for
+        pricing every call of a history (tests/cli/test_import_totals.py holds them equal)."""
+        if not model:
+            return Price(Decimal(0), "no model reported", known=False)
+        key = (provider, model)
+        resolved = self._cache.get(key) or self._resolve(provider, model)
+        mp = resolved.model_price
+        if mp is None:
+            return Price(Decimal(0), resolved.source, known=False)
+        if key in self._rates:
+            rates = self._rates[key]
+        else:
+            rates = self._rates[key] = _rates(mp)
+        return Price(rates.cost(usage) if rates is not None else _cost(mp, usage), resolved.source)
 
     def cost_of_many(
         self, provider: str, model: str | None, usages: Sequence[Usage], total: Usage | None = None

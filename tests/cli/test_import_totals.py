@@ -1,7 +1,9 @@
-"""A dry run's totals come straight from the records (`Totals.add_priced`, `Pricer.cost_of_many`), not from
-an ingest event per call: they must equal what the events give (`Totals.add` over `batch_to_events`),
-pricing each call with genai-prices, on arbitrary calls: tiered models on both sides of a tier, cache
-writes by TTL, overrides, unknown models and calls without a model."""
+"""The import's pricing. A dry run's totals come straight from the records (`Totals.add_priced`,
+`Pricer.cost_of_many`), not from an ingest event per call: they must equal what the events give
+(`Totals.add` over `batch_to_events`), pricing each call with genai-prices, on arbitrary calls: tiered
+models on both sides of a tier, cache writes by TTL, overrides, unknown models and calls without a model.
+And each call's record is priced by the model's integer rates (`Pricer.price_call`), equal to
+`Pricer.price`."""
 
 from __future__ import annotations
 
@@ -47,6 +49,20 @@ def test_cost_of_many_equals_the_sum_of_each_calls_price(model: tuple[str, str |
     provider, name = model
     want = sum((pricer.price(provider, name, u).cost_usd for u in us), Decimal(0))
     assert pricer.cost_of_many(provider, name, us) == want  # exact, not close
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(MODELS), usages)
+def test_price_call_equals_price(model: tuple[str, str | None], u: Usage) -> None:
+    pricer = Pricer(OVERRIDES)
+    want, got = pricer.price(model[0], model[1], u), pricer.price_call(model[0], model[1], u)
+    assert (got.cost_usd, got.cost_nanos, got.source, got.known) == (
+        want.cost_usd,
+        want.cost_nanos,
+        want.source,
+        want.known,
+    )
+    assert float(got.cost_usd) == float(want.cost_usd)
 
 
 def _call(i: int, model: tuple[str, str | None], u: Usage, session: int) -> TranscriptCall:

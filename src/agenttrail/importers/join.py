@@ -620,6 +620,10 @@ _CALL_DEFAULTS: dict[str, Any] = {
     "cache_hit": False,
 }
 _CALL_COLUMNS = tuple(col.name for col in llm_call.columns)
+# A row's start (every column, the defaults set) and the record's keys it takes as they are: built once,
+# copied per call (building each from the column list was a dict comprehension over every column).
+_CALL_ROW = {**dict.fromkeys(_CALL_COLUMNS), **_CALL_DEFAULTS}
+_CALL_TAKEN = frozenset(_CALL_COLUMNS) - {"started_at", "ended_at"}
 _IN_CHUNK = 500
 
 
@@ -700,9 +704,9 @@ def _calls(conn: Connection, events: Sequence[Event], who: Attribution, attribut
 
 def _row(conn: Connection, x: _Rec, who: Attribution, attribution: dict[str, dict[str, Any]]) -> dict[str, Any]:
     r = x.r
-    row: dict[str, Any] = dict.fromkeys(_CALL_COLUMNS)
-    row.update(_CALL_DEFAULTS)
-    row.update({k: r[k] for k in _CALL_COLUMNS if k in r and r[k] is not None and k not in ("started_at", "ended_at")})
+    row: dict[str, Any] = _CALL_ROW.copy()
+    taken = _CALL_TAKEN
+    row.update({k: v for k, v in r.items() if v is not None and k in taken})
     row.update(
         call_id=x.call_id,
         started_at=naive(x.e.ts),

@@ -58,7 +58,7 @@ def _iso(ts: datetime | None) -> str | None:
 def call_record(call: TranscriptCall, pricer: Pricer) -> dict[str, Any]:
     """The `llm_call` columns of one call, priced (genai-prices plus the organisation's overrides)."""
     u = call.usage
-    price = pricer.price(call.provider, call.model, u)
+    price = pricer.price_call(call.provider, call.model, u)  # a history prices every call: the fast spelling
     record: dict[str, Any] = {
         "call_id": call.call_id,
         "source": call.source,
