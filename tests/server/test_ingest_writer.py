@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, event, text
 
 from agenttrail.events import Event
@@ -53,7 +54,7 @@ def test_waiting_batches_share_a_turn(tmp_path, monkeypatch) -> None:  # type: i
         assert await asyncio.to_thread(first_turn_started.wait, 10)
         rest = [asyncio.create_task(writer.ingest(b, WHO)) for b in (_batch("s1", 2), _batch("s1", 4), _batch("s2", 1))]
         await asyncio.sleep(0)  # the three are queued before the first turn ends
-        while writer._jobs.qsize() < 3:
+        while writer._crew is None or writer._crew.jobs.qsize() < 3:
             await asyncio.sleep(0.001)
         release.set()
         return [await first, *[await t for t in rest]]
@@ -90,13 +91,13 @@ def test_answered_after_commit_and_checkpointed(tmp_path) -> None:  # type: igno
 
     try:
         assert asyncio.run(main()) == 5
-        assert writer._engine is not None
-        with writer._engine.connect() as c:  # the writer's own connection, idle between turns
+        assert writer._crew is not None
+        with writer._crew.engine.connect() as c:  # the writer's own connection, idle between turns
             assert c.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == BACKSTOP_PAGES
     finally:
         writer.close()
     assert checkpoints, "no checkpoint followed the turn"
-    assert writer._engine is None  # its own connection is closed
+    assert not writer.running
     with open_engine(f"sqlite:///{tmp_path}/a.db").connect() as c:
         assert c.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 1000  # others keep SQLite's default
 
@@ -116,19 +117,25 @@ def test_a_cancelled_request_is_still_stored(tmp_path) -> None:  # type: ignore[
     assert _count(engine) == 4
 
 
-def test_an_error_reaches_its_request_and_the_writer_goes_on(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+class _Stop(BaseException):
+    """Not an error of a batch (as KeyboardInterrupt): the writer thread ends, and another replaces it."""
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), _Stop("stop")], ids=["error", "thread ends"])
+def test_a_failure_reaches_its_request_and_ingest_goes_on(tmp_path, monkeypatch, failure: BaseException) -> None:  # type: ignore[no-untyped-def]
     engine = open_engine(f"sqlite:///{tmp_path}/a.db")
     real = writer_module.ingest_batches
     calls = 0
 
-    def broken_once(engine: Engine, batches: Any) -> Any:
+    def fails_once(engine: Engine, batches: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RuntimeError("disk full")
+            raise failure
         return real(engine, batches)
 
-    monkeypatch.setattr(writer_module, "ingest_batches", broken_once)
+    monkeypatch.setattr(writer_module, "ingest_batches", fails_once)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # a thread that ends is expected here
     writer = IngestWriter(engine)
 
     async def main() -> tuple[Any, IngestResult]:
@@ -139,6 +146,27 @@ def test_an_error_reaches_its_request_and_the_writer_goes_on(tmp_path, monkeypat
         failed, ok = asyncio.run(main())
     finally:
         writer.close()
-    assert isinstance(failed, RuntimeError) and str(failed) == "disk full"
+    assert failed is failure
     assert ok == IngestResult(accepted=3)
     assert _count(engine) == 3
+
+
+def test_an_idle_writer_lets_go_and_starts_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = open_engine(f"sqlite:///{tmp_path}/a.db")
+    writer = IngestWriter(engine, idle_s=0.05)
+
+    async def main() -> IngestResult:
+        await writer.ingest(_batch("s1", 2), WHO)
+        assert writer._crew is not None
+        threads = list(writer._crew.threads)
+        for t in threads:  # both end by themselves once the writer has waited idle_s for a batch
+            await asyncio.to_thread(t.join, 10)
+        assert not any(t.is_alive() for t in threads)
+        assert not writer.running
+        return await writer.ingest(_batch("s2", 3), WHO)
+
+    try:
+        assert asyncio.run(main()) == IngestResult(accepted=3)
+    finally:
+        writer.close()
+    assert _count(engine) == 5

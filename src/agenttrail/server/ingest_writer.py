@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -52,99 +52,140 @@ class _Job:
 
 
 _STOP = object()
+# A writer with nothing to do for this long lets its threads and connection go; the next batch starts
+# them again (a server at rest, or an app a test made and never shut down, holds nothing).
+IDLE_S = 60.0
+
+
+@dataclass(slots=True)
+class _Crew:
+    """One writer thread, its checkpointer and its connection, from the first batch until idle or close."""
+
+    engine: Engine
+    jobs: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    turns: queue.SimpleQueue[Any] | None = None  # None: an in-memory database, nothing to checkpoint
+    threads: list[threading.Thread] = field(default_factory=list)
 
 
 class IngestWriter:
-    def __init__(self, engine: Engine, turn_events: int = TURN_EVENTS) -> None:
+    def __init__(self, engine: Engine, turn_events: int = TURN_EVENTS, idle_s: float = IDLE_S) -> None:
         self._shared = engine
         self._turn_events = turn_events
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._turns: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        self._idle_s = idle_s
         self._lock = threading.Lock()
-        self._engine: Engine | None = None
+        self._crew: _Crew | None = None
 
     async def ingest(self, batch: Prepared, who: Attribution) -> IngestResult:
         """The batch's result once it is committed (or the error that stopped it)."""
         loop = asyncio.get_running_loop()
         job = _Job(batch, who, loop, loop.create_future())
-        self._ensure_threads()
-        self._jobs.put(job)
+        with self._lock:  # a crew letting go takes this lock to check that nothing came meanwhile
+            if self._crew is None:
+                self._crew = self._start()
+            self._crew.jobs.put(job)
         # shield: a client that hangs up does not take the batch back (it is stored, and a resend of
         # it is a duplicate); the writer still answers into the future.
         return await asyncio.shield(job.done)
 
     def close(self) -> None:
-        """Stop both threads once the batches already handed over are stored."""
+        """Stop the threads once the batches already handed over are stored."""
         with self._lock:
-            threads, self._threads = self._threads, []
-        if not threads:
-            return
-        self._jobs.put(_STOP)
-        for t in threads:
-            t.join()
-        if self._engine is not None and self._engine is not self._shared:
-            self._engine.dispose()
-        self._engine = None
+            crew, self._crew = self._crew, None
+        if crew is not None:
+            crew.jobs.put(_STOP)
+            for t in crew.threads:
+                t.join()
 
-    def _ensure_threads(self) -> None:
-        with self._lock:
-            if self._threads:
-                return
-            self._threads = [threading.Thread(target=self._write, name="agenttrail-ingest-writer", daemon=True)]
-            if self._shared.url.database in (None, "", ":memory:"):  # one database per connection
-                self._engine = self._shared
-                self._turns = _Discard()
-            else:
-                self._engine = make_engine(self._shared.url.render_as_string(hide_password=False), poolclass=StaticPool)
-                event.listen(self._engine, "connect", _backstop)
-                self._threads.append(
-                    threading.Thread(target=self._checkpoint, name="agenttrail-ingest-checkpoint", daemon=True)
+    @property
+    def running(self) -> bool:
+        return self._crew is not None
+
+    def _start(self) -> _Crew:
+        if self._shared.url.database in (None, "", ":memory:"):  # one database per connection
+            crew = _Crew(self._shared)
+        else:
+            own = make_engine(self._shared.url.render_as_string(hide_password=False), poolclass=StaticPool)
+            event.listen(own, "connect", _backstop)
+            crew = _Crew(own, turns=queue.SimpleQueue())
+            crew.threads.append(
+                threading.Thread(
+                    target=self._checkpoint, args=(crew,), name="agenttrail-ingest-checkpoint", daemon=True
                 )
-            for t in self._threads:
-                t.start()
+            )
+        writer = threading.Thread(target=self._write, args=(crew,), name="agenttrail-ingest-writer", daemon=True)
+        crew.threads.insert(0, writer)
+        for t in crew.threads:
+            t.start()
+        return crew
 
-    def _write(self) -> None:
-        assert self._engine is not None
+    def _write(self, crew: _Crew) -> None:
+        turn: list[_Job] | None = None
+        died: BaseException | None = None
+        try:
+            while (turn := self._next_turn(crew)) is not None:
+                self._store(crew, turn)
+        except BaseException as e:  # not an error of the batches (those are answered): the thread ends
+            died = e
+            raise
+        finally:
+            with self._lock:  # after this, no batch reaches this crew: the next one starts another
+                if self._crew is crew:
+                    self._crew = None
+            if died is not None and turn is not None:
+                _answer(turn, [died] * len(turn))
+            left = [j for j in _drain(crew.jobs) if j is not _STOP]
+            _answer(left, [RuntimeError("the ingest writer stopped; send the batch again")] * len(left))
+            if crew.turns is not None:
+                crew.turns.put(_STOP)
+            if crew.engine is not self._shared:
+                crew.engine.dispose()
+
+    def _next_turn(self, crew: _Crew) -> list[_Job] | None:
+        """The batches waiting, at least one; None when closed, or idle and let go."""
         while True:
-            first = self._jobs.get()
-            if first is _STOP:
-                self._turns.put(_STOP)
-                return
-            turn: list[_Job] = [first]
-            size = len(first.batch.events)
-            stop = False
-            while size < self._turn_events:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stop = True
-                    break
-                turn.append(job)
-                size += len(job.batch.events)
             try:
-                results: Sequence[IngestResult | Exception] = ingest_batches(
-                    self._engine, [(j.batch, j.who) for j in turn]
-                )
-            except Exception as e:  # every request of the turn hears it; the thread lives on
-                results = [e] * len(turn)
-            for job, result in zip(turn, results, strict=True):
-                # RuntimeError: its loop has closed, so nobody is waiting for the answer.
-                with contextlib.suppress(RuntimeError):
-                    job.loop.call_soon_threadsafe(_settle, job.done, result)
-            self._turns.put(None)
-            if stop:
-                self._jobs.put(_STOP)
+                first = crew.jobs.get(timeout=self._idle_s)
+                break
+            except queue.Empty:
+                with self._lock:
+                    if crew.jobs.empty():
+                        if self._crew is crew:  # else close() took it already
+                            self._crew = None
+                        return None
+        if first is _STOP:
+            return None
+        turn: list[_Job] = [first]
+        size = len(first.batch.events)
+        while size < self._turn_events:
+            try:
+                job = crew.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                crew.jobs.put(_STOP)  # after this turn
+                break
+            turn.append(job)
+            size += len(job.batch.events)
+        return turn
 
-    def _checkpoint(self) -> None:
+    def _store(self, crew: _Crew, turn: list[_Job]) -> None:
+        results: Sequence[IngestResult | BaseException]
+        try:
+            results = ingest_batches(crew.engine, [(j.batch, j.who) for j in turn])
+        except Exception as e:  # every request of the turn hears it; the thread goes on
+            results = [e] * len(turn)
+        _answer(turn, results)
+        if crew.turns is not None:
+            crew.turns.put(None)
+
+    def _checkpoint(self, crew: _Crew) -> None:
+        assert crew.turns is not None
         stop = False
         while not stop:
-            stop = self._turns.get() is _STOP
+            stop = crew.turns.get() is _STOP
             while not stop:  # turns that ended meanwhile are covered by one checkpoint
                 try:
-                    stop = self._turns.get_nowait() is _STOP
+                    stop = crew.turns.get_nowait() is _STOP
                 except queue.Empty:
                     break
             try:
@@ -154,11 +195,20 @@ class IngestWriter:
                 log.warning("ingest: WAL checkpoint failed; the writer will checkpoint itself", exc_info=True)
 
 
-class _Discard(queue.SimpleQueue[Any]):
-    """The turns' queue of an in-memory database: nothing to checkpoint."""
+def _drain(jobs: queue.SimpleQueue[Any]) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(jobs.get_nowait())
+        except queue.Empty:
+            return out
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        pass
+
+def _answer(turn: list[_Job], results: Sequence[IngestResult | BaseException]) -> None:
+    for job, result in zip(turn, results, strict=True):
+        # RuntimeError: its loop has closed, so nobody is waiting for the answer.
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(_settle, job.done, result)
 
 
 def _backstop(dbapi_conn: Any, _record: Any) -> None:
@@ -167,10 +217,10 @@ def _backstop(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _settle(done: asyncio.Future[IngestResult], result: IngestResult | Exception) -> None:
+def _settle(done: asyncio.Future[IngestResult], result: IngestResult | BaseException) -> None:
     if done.done():  # its loop's request was cancelled and the future with it
         return
-    if isinstance(result, Exception):
+    if isinstance(result, BaseException):
         done.set_exception(result)
     else:
         done.set_result(result)
