@@ -3,6 +3,7 @@ stored as sent. `parse_events` builds the usual event directly; the old rules (k
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from agenttrail.config import load_settings
@@ -18,6 +20,7 @@ from agenttrail.events import Event
 from agenttrail.server.app import build_services
 from agenttrail.server.ingest import parse_events
 from agenttrail.server.parts import create_server_app
+from agenttrail.store import ingest as store_ingest
 from agenttrail.store import keys, org
 from agenttrail.store.database import open_engine
 from agenttrail.store.tables import event
@@ -191,3 +194,29 @@ def test_the_endpoint_stores_a_good_batch_once(client: tuple[TestClient, str, An
     with engine.connect() as conn:
         rows = dict(conn.execute(select(event.c.event_id, event.c.payload)).all())
     assert len(rows) == 4 and "hunter2" not in rows["secret"] and "[REDACTED:password]" in rows["secret"]
+
+
+def test_a_store_that_refuses_is_a_503_that_says_send_again(
+    client: tuple[TestClient, str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's fault is not the client's: a 503 the outbox retries, not a bare 500; the next batch goes in."""
+    c, key, engine = client
+    real = store_ingest._store
+    refused = 0
+
+    def locked_once(*args: Any, **kw: Any) -> Any:
+        nonlocal refused
+        if refused == 0:
+            refused += 1
+            raise OperationalError("INSERT INTO event …", {}, sqlite3.OperationalError("database is locked"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(store_ingest, "_store", locked_once)
+    body = {"events": [_item(event_id="e1")]}
+    r = c.post("/api/v1/ingest", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 503, r.text
+    assert "database is locked" in r.json()["error"]["message"] and "send it again" in r.json()["error"]["message"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(event)).scalar() == 0
+    r = c.post("/api/v1/ingest", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}

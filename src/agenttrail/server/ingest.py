@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 import orjson
 from anyio import to_thread
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,6 +18,8 @@ from agenttrail.gateway.errors import GatewayError
 from agenttrail.server.app import Services
 from agenttrail.server.ingest_writer import IngestWriter
 from agenttrail.store.ingest import Attribution, Prepared, ingest, prepare
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_EVENTS = 50_000
@@ -113,20 +117,26 @@ def install(svc: Services) -> list[BaseRoute]:
         who = Attribution(
             team_id=key.team_id, project_id=key.project_id, engineer_id=key.engineer_id, engineer=key.engineer
         )
-        if writer is None:
-            try:
+        try:
+            if writer is None:
                 events = _parse(raw)
-            except ValueError as e:
-                return _problem(400, str(e))
-            result = await to_thread.run_sync(ingest, svc.engine, events, who)
-        else:
-            # Parsed and prepared in a thread of its own: on SQLite that overlaps the writer's database work
-            # (SQLite lets go of the GIL), and the event loop stays free for the gateway's calls.
-            try:
+            else:
+                # Parsed and prepared in a thread of its own: on SQLite that overlaps the writer's database
+                # work (SQLite lets go of the GIL), and the event loop stays free for the gateway's calls.
                 batch = await to_thread.run_sync(_prepared, raw)
-            except ValueError as e:
-                return _problem(400, str(e))
-            result = await writer.ingest(batch, who)
+        except ValueError as e:
+            return _problem(400, str(e))
+        try:
+            if writer is None:
+                result = await to_thread.run_sync(ingest, svc.engine, events, who)
+            else:
+                result = await writer.ingest(batch, who)
+        except SQLAlchemyError as e:
+            # The store's fault, not the client's: nothing of the batch was kept, and a resend may succeed
+            # (an outbox retries a 5xx by itself).
+            log.warning("ingest: the store refused a batch of %d bytes: %s", len(raw), e)
+            reason = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
+            return _problem(503, f"the store could not take the batch ({reason}); send it again later")
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
 
     return [Route("/api/v1/ingest", ingest_route, methods=["POST"])]
