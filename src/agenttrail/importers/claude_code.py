@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
-from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
+from agenttrail.importers.common import (
+    DEFAULT_CONTENT_CAP,
+    as_str,
+    block_text,
+    cap_text,
+    cap_value,
+    files_under,
+    parse_ts,
+)
 from agenttrail.importers.incremental import StateStore
 from agenttrail.importers.jsonl import NativeRule, ShapeError, read_files
 from agenttrail.importers.records import CLAUDE_CODE, ImportBatch, TranscriptCall, TranscriptSession
@@ -83,11 +91,7 @@ def find_claude_code_files(
         if p.is_file():
             return [p]
         roots = [p / "projects"] if (p / "projects").is_dir() else [p]
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files.extend(f for f in root.rglob("*.jsonl") if f.is_file())
-    return sorted(files)
+    return files_under(roots, "*.jsonl")
 
 
 # Line types that carry nothing the importer uses (request blobs can be 100 KB each): not even parsed.

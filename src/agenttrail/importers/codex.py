@@ -44,7 +44,15 @@ from typing import Any
 import orjson
 
 from agenttrail.events import PROMPT, RESPONSE, TOOL_CALL, TOOL_RESULT, Event, stable_id
-from agenttrail.importers.common import DEFAULT_CONTENT_CAP, as_str, block_text, cap_text, cap_value, parse_ts
+from agenttrail.importers.common import (
+    DEFAULT_CONTENT_CAP,
+    as_str,
+    block_text,
+    cap_text,
+    cap_value,
+    files_under,
+    parse_ts,
+)
 from agenttrail.importers.incremental import StateStore
 from agenttrail.importers.jsonl import NativeRule, ShapeError, read_files
 from agenttrail.importers.records import CODEX, ImportBatch, LineError, TranscriptCall, TranscriptSession
@@ -142,11 +150,7 @@ def find_codex_files(path: str | os.PathLike[str] | None = None, *, env: Mapping
             return [p]
         roots = [p / "sessions", p / "archived_sessions"] if (p / "sessions").is_dir() else [p]
         pattern = "*.jsonl"
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files.extend(f for f in root.rglob(pattern) if f.is_file())
-    return sorted(files)
+    return files_under(roots, pattern)
 
 
 def raw_usage(u: object) -> RawUsage | None:
