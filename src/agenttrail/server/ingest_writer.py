@@ -105,7 +105,7 @@ class IngestWriter:
             crew = _Crew(self._shared)
         else:
             own = make_engine(self._shared.url.render_as_string(hide_password=False), poolclass=StaticPool)
-            event.listen(own, "connect", _backstop)
+            event.listen(own, "connect", _writer_pragmas)
             crew = _Crew(own, turns=queue.SimpleQueue())
             crew.threads.append(
                 threading.Thread(
@@ -211,7 +211,7 @@ def _answer(turn: list[_Job], results: Sequence[IngestResult | BaseException]) -
             job.loop.call_soon_threadsafe(_settle, job.done, result)
 
 
-def _backstop(dbapi_conn: Any, _record: Any) -> None:
+def _writer_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
     cur.close()

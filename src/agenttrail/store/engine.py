@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -58,3 +60,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@contextmanager
+def bulk_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` for a bulk write. On SQLite, its temporary storage is in memory for the
+    transaction: a multi-row `INSERT … VALUES` is built in an ephemeral table, a temporary file by
+    default; in memory a 3-index event insert cost 11-13 µs a row against 15-23 (sqlite3 directly,
+    alternated). Only for the write: a report's large sort on a connection keeps spilling to disk."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA temp_store=MEMORY")  # outside SQLite's transaction: allowed there
+        conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            try:
+                conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
+                conn.commit()
+            except Exception:  # a broken connection: dropped, so the setting goes with it
+                conn.invalidate()

@@ -30,6 +30,7 @@ from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_values
 from agenttrail.store.bulk import by_columns, insert_rows
+from agenttrail.store.engine import bulk_transaction
 from agenttrail.store.locks import lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
 from agenttrail.store.team_locks import OTHER_TEAM, CallsLock, batch_teams
@@ -170,7 +171,7 @@ def _store(
     """One transaction: the event rows, then the rows they imply. Returns the ids of the new events."""
     from agenttrail.importers import join
 
-    with engine.begin() as conn:
+    with bulk_transaction(engine) as conn:
         sessions = batch_sessions | _takeover_candidates(conn, first)
         lock_sessions(conn, sessions)
         calls_lock = CallsLock(conn, batch_teams(conn, first, who, sessions) if by_team else None)
