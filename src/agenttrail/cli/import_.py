@@ -11,11 +11,12 @@ counted, listed (the first few) and skipped; they never stop an import and never
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, err_console, friendly, settings_for
 from agenttrail.config import Settings
@@ -294,46 +294,66 @@ def run_import(
         acc = ImportBatch()
         _settle(first_flush)
 
-    shown = show_progress and err_console.is_terminal
-    total_bytes = sum(_size(f) for f in files) if shown else 0  # a stat per file, for the bar only
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=err_console,
-        disable=not shown,
-        transient=False,
-    )
+    bar = _Bar(agent, files) if show_progress and err_console.is_terminal else None
     try:
-        with progress:
-            task = progress.add_task(f"{agent}", total=total_bytes, note="")
-            # Running counts for the bar; the totals are counted as batches are stored.
-            sessions: set[tuple[str, str]] = set()
-            calls = unreadable = 0
+        with bar or contextlib.nullcontext():
             if own_process:
                 _tune_collector()
             for f, batch in iterate(path, state=state, env=env, with_events=not usage_only, files=files):
-                sessions.update((x.agent, x.agent_session_id) for x in batch.sessions)
-                calls += len(batch.calls)
-                unreadable += len(batch.errors)
                 acc.extend(batch)
                 if len(acc.events) + len(acc.calls) >= FLUSH_EVENTS:
                     flush()
-                if shown:
-                    progress.update(
-                        task,
-                        advance=_size(f),
-                        note=f"{len(sessions)} sessions · {calls} calls · {unreadable} unreadable",
-                    )
+                if bar is not None:
+                    bar.advance(f, batch)
             flush()
     except BaseException:
         sink.abort()  # what was flushed is stored (or queued) with its positions; the rest is read again
         raise
     sink.close(totals)
     return totals
+
+
+class _Bar:
+    """The progress bar over the files' bytes, with running counts (the totals are counted as batches are
+    stored). rich's progress module is imported only when a bar is shown."""
+
+    def __init__(self, agent: str, files: Sequence[Path]) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=err_console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(agent, total=sum(_size(f) for f in files), note="")
+        self.sessions: set[tuple[str, str]] = set()
+        self.calls = self.unreadable = 0
+
+    def __enter__(self) -> _Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def advance(self, f: Path, batch: ImportBatch) -> None:
+        self.sessions.update((x.agent, x.agent_session_id) for x in batch.sessions)
+        self.calls += len(batch.calls)
+        self.unreadable += len(batch.errors)
+        note = f"{len(self.sessions)} sessions · {self.calls} calls · {self.unreadable} unreadable"
+        self.progress.update(self.task, advance=_size(f), note=note)
 
 
 def _tune_collector() -> None:
