@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import json
 import operator
 import os
@@ -326,6 +327,9 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
         label = "" if workers == 1 else f", {workers} processes"
         result = timed(functools.partial(agenttrail_parse, agent, root, events=False, workers=workers))
         runs.append(Run(f"agenttrail, usage only{label}", *result))
+    # The in-process row times the import itself, not loading its modules (the command's row has that).
+    for module in ("agenttrail.cli.import_", "agenttrail.pricing"):
+        importlib.import_module(module)
     result = timed(lambda: agenttrail_dry_run(agent, root, work))
     runs.append(Run("`import --usage-only --dry-run`, in this process", *result))
     result = timed(lambda: agenttrail_command(agent, root, work))
