@@ -13,10 +13,8 @@ import. A last line without its newline is not consumed; it is read by the next 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
@@ -358,6 +356,10 @@ def read_files(
     for f in files:
         prev = state.get(state_key(f)) if state is not None else None
         tasks.append((f, prev.to_dict() if prev is not None else None, make_parser))
+    # Imported here: only parallel reads need them, and every import's start-up paid ~10 ms for them.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may run threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         results = pool.map(_read_one, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
