@@ -318,22 +318,13 @@ class _Bar:
     stored). rich's progress module is imported only when a bar is shown."""
 
     def __init__(self, agent: str, files: Sequence[Path]) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        import rich.progress as rp
 
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[note]}"),
+        columns = (rp.BarColumn(), rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeRemainingColumn())
+        self.progress = rp.Progress(
+            rp.TextColumn("[bold]{task.description}"),
+            *columns,
+            rp.TextColumn("{task.fields[note]}"),
             console=err_console,
             transient=False,
         )
@@ -357,11 +348,9 @@ class _Bar:
 
 
 def _tune_collector() -> None:
-    """The collector, for a process that reads a history and ends. What exists before the first file (the
-    modules) lives to the end: out of the collector's sight (`gc.freeze`), or every full collection walks
-    it again. And a young collection every 100,000 allocations instead of 700: the calls a batch holds
-    until its flush were walked again and again (the two: ~7% of a dry run's instructions, the parse's
-    C scanning included). Cycles are still collected, only less often."""
+    """The collector, for a process that reads a history and ends: the modules, which live to the end, out
+    of its sight (`gc.freeze`), and a young collection every 100,000 allocations, not 700 (the calls a
+    batch holds until its flush were walked again and again): ~7% of a dry run's instructions."""
     gc.freeze()
     gc.set_threshold(100_000, 10, 10)
 
