@@ -37,9 +37,17 @@ from starlette.routing import BaseRoute, Route
 
 from agenttrail.events import LLM_CALL
 from agenttrail.gateway.errors import GatewayError
-from agenttrail.importers import CLAUDE_CODE, CODEX, ImportBatch, MetricPoint, OtlpDecodeError
+from agenttrail.importers import CLAUDE_CODE, CODEX, ImportBatch
 from agenttrail.importers import join as joiner
-from agenttrail.importers.otlp import CumulativeToDelta, SeriesState, encoding_of, parse_otlp_logs, parse_otlp_metrics
+from agenttrail.importers.otlp import (
+    CumulativeToDelta,
+    MetricPoint,
+    OtlpDecodeError,
+    SeriesState,
+    encoding_of,
+    parse_otlp_logs,
+    parse_otlp_metrics,
+)
 from agenttrail.importers.to_events import batch_to_events, imported_session_id
 from agenttrail.server.app import Services
 from agenttrail.store.ingest import Attribution, ingest
