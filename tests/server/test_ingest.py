@@ -3,6 +3,7 @@ stored as sent. `parse_events` builds the usual event directly; the old rules (k
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 
 from agenttrail.config import load_settings
 from agenttrail.events import Event
+from agenttrail.server import ingest as server_ingest
 from agenttrail.server.app import build_services
 from agenttrail.server.ingest import parse_events
 from agenttrail.server.parts import create_server_app
@@ -220,3 +222,25 @@ def test_a_store_that_refuses_is_a_503_that_says_send_again(
         assert conn.execute(select(func.count()).select_from(event)).scalar() == 0
     r = c.post("/api/v1/ingest", json=body, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_a_batch_is_parsed_off_the_event_loop(
+    client: tuple[TestClient, str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large body parsed on the event loop would hold up every gateway call of the process meanwhile."""
+    c, key, _engine = client
+    on_loop: list[bool] = []
+    real = server_ingest.parse_events
+
+    def spy(items: Any) -> list[Event]:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no loop runs in this thread: a worker thread
+            on_loop.append(False)
+        return real(items)
+
+    monkeypatch.setattr(server_ingest, "parse_events", spy)
+    r = c.post("/api/v1/ingest", json={"events": [_item(event_id="e1")]}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    assert on_loop == [False]
