@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
@@ -244,3 +245,27 @@ def test_a_batch_is_parsed_off_the_event_loop(
     r = c.post("/api/v1/ingest", json={"events": [_item(event_id="e1")]}, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200, r.text
     assert on_loop == [False]
+
+
+def test_metrics_count_batches_events_and_writer_turns(client: tuple[TestClient, str, Any]) -> None:
+    c, key, engine = client
+    auth = {"Authorization": f"Bearer {key}"}
+    events = [_item(event_id=f"e{i}") for i in range(3)]
+    for body in ({"events": events}, {"events": [*events[1:], _item(event_id="e9")]}):
+        assert c.post("/api/v1/ingest", json=body, headers=auth).status_code == 200
+    assert c.post("/api/v1/ingest", content=b"{bad", headers=auth).status_code == 400
+    assert c.post("/api/v1/ingest", json={"events": events}).status_code == 401
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(c.get("/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("agenttrail_ingest_batches_total", (("status", "200"),))] == 2
+    assert samples[("agenttrail_ingest_batches_total", (("status", "400"),))] == 1
+    assert samples[("agenttrail_ingest_batches_total", (("status", "401"),))] == 1
+    assert samples[("agenttrail_ingest_events_total", (("result", "accepted"),))] == 4
+    assert samples[("agenttrail_ingest_events_total", (("result", "duplicate"),))] == 2
+    # SQLite: the writer stored the two good batches (in turns one after another); PostgreSQL has no writer.
+    turns = samples.get(("agenttrail_ingest_writer_turn_batches_sum", ()), 0)
+    assert turns == (2 if engine.dialect.name == "sqlite" else 0)

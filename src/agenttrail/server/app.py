@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -52,6 +53,8 @@ class Services:
     gateway: Gateway
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
+    # `GET /metrics` serves this one registry: each part adds its own metrics to it.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
 def build_services(

@@ -16,8 +16,9 @@ from starlette.routing import BaseRoute, Route
 from agenttrail.events import KINDS, Event
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.server.app import Services
+from agenttrail.server.ingest_metrics import IngestMetrics
 from agenttrail.server.ingest_writer import IngestWriter
-from agenttrail.store.ingest import Attribution, Prepared, ingest, prepare
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest, prepare
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def _prepared(raw: bytes) -> Prepared:
 
 
 def install(svc: Services) -> list[BaseRoute]:
-    writer = IngestWriter(svc.engine) if svc.engine.dialect.name == "sqlite" else None
+    metrics = IngestMetrics(svc.registry)
+    writer = IngestWriter(svc.engine, on_turn=metrics.turn) if svc.engine.dialect.name == "sqlite" else None
     if writer is not None:
         stop_writer = writer.close
 
@@ -107,6 +109,14 @@ def install(svc: Services) -> list[BaseRoute]:
         svc.on_shutdown.append(stop)
 
     async def ingest_route(request: Request) -> Response:
+        response = await answer(request)
+        if isinstance(response, IngestResult):
+            metrics.answered(200, response.accepted, response.duplicates)
+            return JSONResponse({"accepted": response.accepted, "duplicates": response.duplicates})
+        metrics.answered(response.status_code)
+        return response
+
+    async def answer(request: Request) -> IngestResult | Response:
         try:
             key = await svc.keys.authenticate(request.headers)
         except GatewayError as e:
@@ -138,6 +148,6 @@ def install(svc: Services) -> list[BaseRoute]:
             log.warning("ingest: the store refused a batch of %d bytes: %s", len(raw), e)
             reason = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
             return _problem(503, f"the store could not take the batch ({reason}); send it again later")
-        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+        return result
 
     return [Route("/api/v1/ingest", ingest_route, methods=["POST"])]

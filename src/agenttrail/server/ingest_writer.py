@@ -22,7 +22,8 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +69,14 @@ class _Crew:
 
 
 class IngestWriter:
-    def __init__(self, engine: Engine, turn_events: int = TURN_EVENTS, idle_s: float = IDLE_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        turn_events: int = TURN_EVENTS,
+        idle_s: float = IDLE_S,
+        on_turn: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._on_turn = on_turn  # (batches, seconds) after each turn: the server's metrics
         self._shared = engine
         self._turn_events = turn_events
         self._idle_s = idle_s
@@ -170,11 +178,14 @@ class IngestWriter:
 
     def _store(self, crew: _Crew, turn: list[_Job]) -> None:
         results: Sequence[IngestResult | BaseException]
+        started = time.perf_counter()
         try:
             results = ingest_batches(crew.engine, [(j.batch, j.who) for j in turn])
         except Exception as e:  # every request of the turn hears it; the thread goes on
             results = [e] * len(turn)
         _answer(turn, results)
+        if self._on_turn is not None:
+            self._on_turn(len(turn), time.perf_counter() - started)
         if crew.turns is not None:
             crew.turns.put(None)
 

@@ -132,7 +132,7 @@ class GatewayMetrics:
 
 
 def install(svc: Services) -> list[BaseRoute]:
-    registry = CollectorRegistry()
+    registry = svc.registry
     gateway = GatewayMetrics(registry)
     registry.register(BudgetCollector(svc.engine, svc.clock, svc.settings.budget_timezone))
     svc.gateway.observers.append(gateway.observe)
