@@ -135,7 +135,7 @@ def ingest_ids(engine: Engine, prepared: Prepared, who: Attribution | None = Non
     who = who or Attribution()
     sent = prepared.events
     # Transcript and OTLP records join the traced session they belong to (agenttrail.importers.join).
-    # Imported here, not at the top: the importers package loads protobuf, which most callers never need.
+    # Imported here, not at the top: `importers.join` imports this module (Attribution, iso_week).
     from agenttrail.importers import join
 
     events = join.resolve_events(engine, sent)
