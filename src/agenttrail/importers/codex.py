@@ -52,6 +52,7 @@ from agenttrail.importers.common import (
     cap_value,
     files_under,
     parse_ts,
+    resume_time,
 )
 from agenttrail.importers.incremental import StateStore
 from agenttrail.importers.jsonl import NativeRule, ShapeError, read_files
@@ -220,7 +221,7 @@ class CodexParser:
         self._last_ts = datetime.fromtimestamp(0, UTC)
 
     # -- LineParser -----------------------------------------------------------------------------------
-    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch) -> None:
+    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch, mtime: float | None = None) -> None:
         self._path = path
         self._batch = batch
         self._out = ImportBatch()
@@ -238,13 +239,7 @@ class CodexParser:
         self._has_records = carry.get("has_usage_records") is True
         self._record_calls = {}
         self._count_calls = {}
-        last = parse_ts(carry.get("last_ts"))
-        if last is None:
-            try:
-                last = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            except OSError:
-                last = datetime.fromtimestamp(0, UTC)
-        self._last_ts = last
+        self._last_ts = resume_time(carry, path, mtime)
 
     def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
         if not isinstance(obj, dict):

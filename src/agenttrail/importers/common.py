@@ -69,6 +69,21 @@ def parse_ts(value: object) -> datetime | None:
     return None
 
 
+def resume_time(carry: dict[str, Any], path: Path, mtime: float | None = None) -> datetime:
+    """The time a line without its own takes at the start of a read: the last one read (in `carry`),
+    else the file's modification time (`mtime` when the reader has stat'ed the file already: a stat a
+    file fewer, 5,629 on a Codex gigabyte)."""
+    last = parse_ts(carry.get("last_ts"))
+    if last is not None:
+        return last
+    if mtime is None:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return datetime.fromtimestamp(0, UTC)
+    return datetime.fromtimestamp(mtime, UTC)
+
+
 def cap_text(text: str, cap: int) -> dict[str, Any]:
     """`{"text": ...}` capped at `cap` characters, with `truncated` and the original `length` when cut."""
     if len(text) <= cap:

@@ -65,8 +65,9 @@ class ShapeError(ValueError):
 
 
 class LineParser(Protocol):
-    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch) -> None:
-        """Begin (or resume, with `carry` from the last read) a file."""
+    def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch, mtime: float | None = None) -> None:
+        """Begin (or resume, with `carry` from the last read) a file; `mtime`: its modification time, when
+        the reader has it already."""
 
     def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
         """One parsed line (`raw` still ends with its newline). Raise ShapeError for a wrong shape.
@@ -133,7 +134,7 @@ def read_file(
         return
     offset, line_no = plan.start, plan.line_no
     lines = 0
-    parser.start(path, plan.carry, batch)
+    parser.start(path, plan.carry, batch, st.st_mtime)
     native: NativeRule | None = getattr(parser, "native", None)
     native = native if NATIVE else None
     head = b""
