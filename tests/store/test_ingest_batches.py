@@ -83,7 +83,8 @@ def test_one_transaction_per_key(tmp_path, monkeypatch) -> None:  # type: ignore
         calls.append(len(batch.events))
         return real(engine, batch, who)
 
-    monkeypatch.setattr(batches_module, "ingest_ids", counting)
+    monkeypatch.setattr(batches_module, "ingest_ids", counting)  # a group's
+    monkeypatch.setattr(ingest_module, "ingest_ids", counting)  # a batch alone's (through ingest_prepared)
     batches = _batches(ana, bo)
     ingest_batches(engine, [(prepare(events), who) for events, who in batches])
     # ana's four batches in one ingest, then bo's one batch

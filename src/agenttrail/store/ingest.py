@@ -123,8 +123,12 @@ def prepare(events: Sequence[Event]) -> Prepared:
 
 
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
-    new_ids = ingest_ids(engine, prepare(events), who)
-    return IngestResult(accepted=len(new_ids), duplicates=len(events) - len(new_ids))
+    return ingest_prepared(engine, prepare(events), who)
+
+
+def ingest_prepared(engine: Engine, prepared: Prepared, who: Attribution | None = None) -> IngestResult:
+    new_ids = ingest_ids(engine, prepared, who)
+    return IngestResult(accepted=len(new_ids), duplicates=len(prepared.events) - len(new_ids))
 
 
 def ingest_ids(engine: Engine, prepared: Prepared, who: Attribution | None = None) -> set[str]:

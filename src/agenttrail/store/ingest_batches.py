@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest_ids
+from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest_ids, ingest_prepared
 
 Batch = tuple[Prepared, Attribution]
 
@@ -48,7 +48,6 @@ def ingest_batches(engine: Engine, batches: Sequence[Batch]) -> list[IngestResul
 
 def _alone(engine: Engine, batch: Batch) -> IngestResult | Exception:
     try:
-        new_ids = ingest_ids(engine, batch[0], batch[1])
+        return ingest_prepared(engine, *batch)
     except Exception as e:  # handed to the batch's own request
         return e
-    return IngestResult(accepted=len(new_ids), duplicates=len(batch[0].events) - len(new_ids))
