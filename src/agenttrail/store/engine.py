@@ -66,8 +66,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def bulk_transaction(engine: Engine) -> Iterator[Connection]:
     """`engine.begin()` for a bulk write. On SQLite, its temporary storage is in memory for the
     transaction: a multi-row `INSERT … VALUES` is built in an ephemeral table, a temporary file by
-    default; in memory a 3-index event insert cost 11-13 µs a row against 15-23 (sqlite3 directly,
-    alternated). Only for the write: a report's large sort on a connection keeps spilling to disk."""
+    default; in memory an `event`-shaped insert costs about two thirds of its time in a file
+    (bench/sqlite_insert.py). Only for the write: a report's large sort on a connection keeps spilling
+    to disk."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
