@@ -14,6 +14,20 @@ def parse_when(value: str | None, *, now: datetime, end: bool = False) -> dateti
     An `--until` date means the end of that day."""
     if not value:
         return None
+    try:
+        when = _parse(value, now=now, end=end)
+    except OverflowError:
+        when = None
+    # Reports step by days and months from these bounds: a year at the calendar's edge would overflow.
+    if when is None or when.year >= END_YEAR:
+        raise PeriodError(f"{value!r} is out of range: give a time before the year {END_YEAR}")
+    return when
+
+
+END_YEAR = 9000
+
+
+def _parse(value: str, *, now: datetime, end: bool) -> datetime:
     v = value.strip().lower()
     units = {"d": "days", "h": "hours", "w": "weeks", "m": "minutes"}
     if v[-1:] in units and v[:-1].isdigit():
