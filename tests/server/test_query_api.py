@@ -127,3 +127,16 @@ def test_sql_refusals_are_clear_and_exports_stream(api: Api) -> None:
     assert len(rows) == 14 and calls.headers["x-agenttrail-records"] == "14"
     nd = api.get("/api/v1/export", "admin", format="json", repo="github.com/acme/find")
     assert len(nd.text.splitlines()) == 3
+
+
+def test_client_mistakes_in_parameters_are_400s(api: Api) -> None:
+    for since in ("9999-12-31", "100000000000d"):
+        r = api.get("/api/v1/reports/spend", "finance", since=since)
+        assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
+    r = api.get("/api/v1/export", "finance", format="csv", until="9999-12-31")
+    assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
+    for body in ({"sql": "SELECT 1", "timeout_s": 0}, {"sql": "SELECT 1", "timeout_s": "nan"}):
+        r = api.client.post(
+            "/api/v1/sql", content=orjson.dumps(body), headers={"authorization": f"Bearer {api.tokens['finance']}"}
+        )
+        assert r.status_code == 400 and "positive number of seconds" in r.json()["error"]["message"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -91,6 +92,11 @@ def run_sql(
     allowed = _VIEWS if views is None else frozenset(views) & _VIEWS
     if allowed not in (_VIEWS, AGGREGATE_VIEWS):
         raise ValueError("views must be all documented views or the aggregate views")
+    # On PostgreSQL a statement_timeout of 0 means no limit at all: a limit must be a positive time.
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise SQLRefused(f"the time limit must be a positive number of seconds, not {timeout_s:g}")
+    if max_rows < 0:
+        raise SQLRefused(f"the row cap must be 0 or more, not {max_rows}")
     sql = sql.strip().rstrip(";").strip()
     if not sql:
         raise SQLRefused("empty statement: give a SELECT over the views " + ", ".join(VIEW_NAMES))
@@ -307,7 +313,7 @@ def _run_postgres(
         trans = conn.begin()
         try:
             conn.execute(text("SET TRANSACTION READ ONLY"))
-            conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"))
+            conn.execute(text(f"SET LOCAL statement_timeout = {max(1, math.ceil(timeout_s * 1000))}"))
             if login is None:
                 conn.execute(text(f"SET LOCAL ROLE {role}"))
             dbapi = conn.connection.driver_connection
