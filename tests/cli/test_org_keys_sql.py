@@ -62,3 +62,32 @@ def test_duplicate_team(db_url: str, home: str) -> None:
     at("team", "add", "payments", db=db_url)
     p = at("team", "add", "payments", db=db_url, check=False)
     assert p.returncode == 1 and "already exists" in p.stderr
+
+
+def test_names_with_brackets_and_a_config_file(tmp_path, home: str) -> None:  # type: ignore[no-untyped-def]
+    # The database named only in agenttrail.toml: every list command reads it (they ignored --config).
+    db = f"sqlite:///{tmp_path / 'from-config.db'}"
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(f'database_url = "{db}"\n')
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agenttrail", *args, "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert "[red]ops" in cli("team", "add", "[red]ops").stdout
+    again = cli("team", "add", "[red]ops")
+    assert again.returncode == 1 and "Traceback" not in again.stderr and '"[red]ops" already exists' in again.stderr
+    missing = cli("project", "add", "x", "--team", "[/]")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and '"[/]"' in missing.stderr
+    assert cli("project", "add", "web[1]", "--team", "[red]ops").returncode == 0
+    assert cli("engineer", "add", "ana@example.com", "--team", "[red]ops").returncode == 0
+    assert "[red]ops" in cli("team", "list").stdout
+    assert "web[1]" in cli("project", "list").stdout
+    assert "ana@example.com" in cli("engineer", "list").stdout
+    key = cli("key", "create", "--team", "[red]ops").stdout.splitlines()[0]
+    assert key[:12] in cli("key", "list", "-f", "json").stdout
+    assert cli("key", "revoke", key[:12]).returncode == 0

@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         team: str | None = typer.Option(None, "--team", help="Only this team's keys."),
         fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
         """List keys by prefix (the keys themselves are not stored)."""
         if fmt not in FORMATS:
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         now = SystemClock().now().replace(tzinfo=None)
         cols = ["prefix", "name", "team", "project", "engineer", "models", "expires", "status"]
         rows = []
-        for k in keystore.list_keys(engine_for(db), team):
+        for k in keystore.list_keys(engine_for(db, config), team):
             status = ("revoked" if k.revoked_at else "expired") if k.refusal(now) else "active"
             rows.append(
                 (
@@ -101,7 +102,8 @@ def register(app: typer.Typer) -> None:
     def revoke(
         key: str = typer.Argument(..., help="The key, or its prefix as `key list` shows it."),
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
         """Revoke a key (and the session keys made from it). Gateways stop taking it within seconds."""
-        info = keystore.revoke_key(engine_for(db), key, SystemClock().now().replace(tzinfo=None))
+        info = keystore.revoke_key(engine_for(db, config), key, SystemClock().now().replace(tzinfo=None))
         console.print(f"revoked {info.prefix}…", highlight=False)

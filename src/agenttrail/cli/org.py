@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, friendly
@@ -28,13 +29,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a team."""
         ref = org.add_team(engine_for(db, config), name)
-        console.print(f'added team "{ref.name}" (id {ref.id})', highlight=False)
+        console.print(f'added team "{ref.name}" (id {ref.id})', highlight=False, markup=False)
 
     @team_app.command("list")
     @friendly
-    def team_list(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    def team_list(
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    ) -> None:
         """List teams."""
-        with engine_for(db).connect() as conn:
+        with engine_for(db, config).connect() as conn:
             rows = conn.execute(select(team.c.id, team.c.name).order_by(team.c.name)).all()
         _table(["id", "team"], [(r.id, r.name) for r in rows])
 
@@ -49,18 +53,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add a project owned by a team."""
         ref = org.add_project(engine_for(db, config), name, team_name, repo)
-        console.print(f'added project "{ref.name}" to team "{team_name}" (id {ref.id})', highlight=False)
+        console.print(f'added project "{ref.name}" to team "{team_name}" (id {ref.id})', highlight=False, markup=False)
 
     @project_app.command("list")
     @friendly
-    def project_list(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    def project_list(
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    ) -> None:
         """List projects."""
         q = (
             select(project.c.name, team.c.name.label("team"), project.c.repo_url)
             .join(team, team.c.id == project.c.team_id)
             .order_by(project.c.name)
         )
-        with engine_for(db).connect() as conn:
+        with engine_for(db, config).connect() as conn:
             rows = conn.execute(q).all()
         _table(["project", "team", "repo"], [(r.name, r.team, r.repo_url or "") for r in rows])
 
@@ -75,18 +82,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add an engineer to a team."""
         ref = org.add_engineer(engine_for(db, config), email, team_name, name)
-        console.print(f'added engineer {ref.name} to team "{team_name}" (id {ref.id})', highlight=False)
+        console.print(f'added engineer {ref.name} to team "{team_name}" (id {ref.id})', highlight=False, markup=False)
 
     @eng_app.command("list")
     @friendly
-    def engineer_list(db: str | None = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    def engineer_list(
+        db: str | None = typer.Option(None, "--db", help=DB_HELP),
+        config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    ) -> None:
         """List engineers."""
         q = (
             select(engineer.c.email, engineer.c.name, team.c.name.label("team"))
             .join(team, team.c.id == engineer.c.team_id)
             .order_by(engineer.c.email)
         )
-        with engine_for(db).connect() as conn:
+        with engine_for(db, config).connect() as conn:
             rows = conn.execute(q).all()
         _table(["engineer", "name", "team"], [(r.email, r.name or "", r.team) for r in rows])
 
@@ -94,5 +104,5 @@ def register(app: typer.Typer) -> None:
 def _table(headers: list[str], rows: list[tuple[object, ...]]) -> None:
     t = Table(*headers)
     for r in rows:
-        t.add_row(*(str(c) for c in r))
+        t.add_row(*(Text(str(c)) for c in r))  # names are data, never markup
     console.print(t)

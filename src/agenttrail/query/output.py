@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agenttrail.query.readonly_sql import jsonable
 
@@ -39,7 +40,7 @@ def render(
     else:
         t = Table(*columns, title=title)
         for r in rows:
-            t.add_row(*(_cell(v) for v in r))
+            t.add_row(*(Text(_cell(v)) for v in r))  # values are data, never markup
         Console(file=out).print(t)
 
 
