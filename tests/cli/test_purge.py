@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -44,3 +47,15 @@ def test_an_unreadable_cutoff_is_explained(db_url: str, home: str) -> None:
     p = at("purge", "--older-than", "last spring", db=db_url, check=False)
     assert p.returncode == 1
     assert "cannot read 'last spring'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_help_names_the_setting_as_written_in_the_toml() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agenttrail", "purge", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    # Rich markup ate "[retention]" and left "set ` content_days = 90`".
+    assert "`[retention] content_days = 90`" in done.stdout

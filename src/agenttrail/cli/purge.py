@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         lines (cut to the program's name), diffs and cached responses. Costs, tokens, files and lines
         changed, paths, packages, connections, commits and PRs stay, so every report is unchanged.
 
-        To purge on a schedule instead, set `[retention] content_days = 90` in agenttrail.toml and
+        To purge on a schedule instead, set `\\[retention] content_days = 90` in agenttrail.toml and
         `agenttrail serve` does it daily. Each purge is written to the audit log.
         """
         import orjson
