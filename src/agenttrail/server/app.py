@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -28,7 +29,7 @@ from agenttrail.config import Settings
 from agenttrail.gateway.app import Gateway, probe
 from agenttrail.gateway.asgi import GatewayASGI
 from agenttrail.gateway.auth import KeyCache
-from agenttrail.gateway.errors import internal_error
+from agenttrail.gateway.errors import GatewayError, error_response, internal_error
 from agenttrail.gateway.policy import OpenPolicy, Policy
 from agenttrail.gateway.recorder import Recorder
 from agenttrail.gateway.upstream import UpstreamClient
@@ -138,7 +139,8 @@ def create_app(
         *gateway.routes(),
         *(extra_routes or []),
     ]
-    app = ServerApp(gateway, routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})
+    handlers = {HTTPException: _http_error, Exception: _internal_error}
+    app = ServerApp(gateway, routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.services = svc
     return app
 
@@ -146,3 +148,22 @@ def create_app(
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return internal_error("anthropic" if request.url.path.startswith("/v1/messages") else "openai", exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """An unknown path or a wrong method, answered in JSON like every other refusal (not Starlette's
+    plain text): in the provider's shape under /v1/, so an SDK shows the message."""
+    assert isinstance(exc, HTTPException)
+    method, path, headers = request.method, request.url.path, dict(exc.headers or {})
+    if exc.status_code == 405:
+        message = f"{path} takes {headers.get('Allow', 'other methods')}, not {method}"
+    elif exc.status_code == 404:
+        message = f"agenttrail has no endpoint {method} {path}"
+    else:
+        message = str(exc.detail)
+    if path.startswith("/v1/"):
+        provider = "anthropic" if path.startswith("/v1/messages") else "openai"
+        response = error_response(provider, GatewayError(exc.status_code, message))
+        response.headers.update(headers)
+        return response
+    return JSONResponse({"error": {"message": message, "status": exc.status_code}}, exc.status_code, headers)
