@@ -107,3 +107,21 @@ def test_without_a_secret_every_delivery_is_refused(db_url: str, home: str, monk
     with _client(db_url, home) as c:
         r = _deliver(c, _payload())
     assert r.status_code == 503 and webhooks.SECRET_ENV in r.json()["error"]["message"]
+
+
+def test_a_malformed_payload_is_a_400_and_changes_nothing(client: TestClient) -> None:
+    good = _payload()
+    malformed = [
+        {**good, "repository": "acme/pay"},
+        {**good, "pull_request": {**good["pull_request"], "number": True}},
+        {**good, "pull_request": {**good["pull_request"], "number": -3}},
+        {**good, "pull_request": {**good["pull_request"], "merged_at": "0001-01-01T00:00:00+05:00"}},
+    ]
+    for payload in malformed:
+        r = _deliver(client, payload)
+        assert r.status_code == 400 and "cannot read the pull_request event" in r.json()["error"]["message"]
+    assert _state(client) == ([], {"s-head": 0, "s-trailer": 0})
+    # A head that is not an object only loses the head sha; the trailer still links.
+    r = _deliver(client, {**good, "pull_request": {**good["pull_request"], "head": "fix-flaky"}})
+    assert r.status_code == 200
+    assert _state(client)[1] == {"s-head": 0, "s-trailer": 1}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agenttrail.linking.record import PullRequestFacts, session_trailers
@@ -27,8 +27,13 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(signature(secret, body), header.strip())
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A part of the payload that should be an object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def _repo(payload: dict[str, Any]) -> str | None:
-    repo = payload.get("repository") or {}
+    repo = _obj(payload.get("repository"))
     for key in ("html_url", "clone_url", "ssh_url"):
         url = repo.get(key)
         if isinstance(url, str) and url:
@@ -43,11 +48,16 @@ def facts_from_webhook(payload: dict[str, Any]) -> PullRequestFacts | None:
     if payload.get("action") != "closed" or not isinstance(pr, dict) or pr.get("merged") is not True:
         return None
     repo, number = _repo(payload), pr.get("number")
-    if not repo or not isinstance(number, int):
+    if not repo or not isinstance(number, int) or isinstance(number, bool) or number < 1:
         raise ValueError("the pull_request event has no repository URL or PR number")
     merged_at = pr.get("merged_at")
     when = datetime.fromisoformat(merged_at.replace("Z", "+00:00")) if isinstance(merged_at, str) else None
-    head = (pr.get("head") or {}).get("sha")
+    if when is not None and when.tzinfo is not None:
+        try:
+            when = when.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"merged_at {merged_at!r} is out of range") from None
+    head = _obj(pr.get("head")).get("sha")
     merge_sha = pr.get("merge_commit_sha")
     commits = [s for s in (merge_sha, head) if isinstance(s, str) and s]
     return PullRequestFacts(
