@@ -40,6 +40,13 @@ def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
         ('[prices."gpt-4o"]\ninptu = 1\n', "unknown token class 'inptu'"),
         ('[prices."gpt-4o"]\ninput = "cheap"\n', "must be a number"),
         ('[upstreams.anthropic]\nbase_url = "api.anthropic.com"\n', "must start with http"),
+        ('[prices."gpt-4o"]\ninput = "nan"\n', "must be a number"),
+        ('[prices."gpt-4o"]\ninput = "inf"\n', "must be a number"),
+        ('[gateway]\nmax_body_mb = "big"\n', "max_body_mb in .* must be a positive number, got 'big'"),
+        ("[gateway]\nmax_body_mb = -1\n", "max_body_mb in .* must be a positive number, got -1"),
+        ('[gateway]\nread_timeout_s = "soon"\n', "read_timeout_s in .* must be a positive number"),
+        ("[gateway]\nconnect_timeout_s = 0\n", "connect_timeout_s in .* must be a positive number"),
+        ('[budgets]\ntimezone = "Mars/Base"\n', "unknown time zone 'Mars/Base'"),
     ],
 )
 def test_bad_config_says_what_is_wrong(tmp_path: Path, text: str, needle: str) -> None:
@@ -52,3 +59,28 @@ def test_bad_config_says_what_is_wrong(tmp_path: Path, text: str, needle: str) -
 def test_missing_named_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(config_file=tmp_path / "nope.toml", env={})
+
+
+def test_a_config_file_that_is_not_text_or_not_a_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config_file=cfg, env={})
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_settings(config_file=tmp_path, env={})
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("AGENTTRAIL_MAX_BODY_BYTES", "lots"),
+        ("AGENTTRAIL_UPSTREAM_CONNECT_TIMEOUT_S", "x"),
+        ("AGENTTRAIL_UPSTREAM_READ_TIMEOUT_S", "-5"),
+        ("AGENTTRAIL_BUDGET_TIMEZONE", "Mars/Base"),
+    ],
+)
+def test_bad_environment_says_which_variable(tmp_path: Path, var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=var if var != "AGENTTRAIL_BUDGET_TIMEZONE" else "Mars/Base"):
+        load_settings(env={"AGENTTRAIL_HOME": str(tmp_path), var: value})
+    good = load_settings(env={"AGENTTRAIL_HOME": str(tmp_path), "AGENTTRAIL_UPSTREAM_READ_TIMEOUT_S": "2.5"})
+    assert good.upstream_read_timeout_s == 2.5

@@ -7,6 +7,7 @@ by `--config`, else `$AGENTTRAIL_CONFIG`, else `$AGENTTRAIL_HOME/agenttrail.toml
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -77,7 +78,7 @@ def _find_config(path: str | os.PathLike[str] | None, env: Mapping[str, str], ho
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+            raise ConfigError(f"config file {p} {'is a directory' if p.is_dir() else 'does not exist'}")
         return p
     if env.get("AGENTTRAIL_CONFIG"):
         p = Path(env["AGENTTRAIL_CONFIG"]).expanduser()
@@ -94,7 +95,7 @@ def _read_toml(p: Path) -> dict[str, Any]:
     try:
         with p.open("rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p} is not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"cannot read {p}: {e.strerror}") from None
@@ -122,7 +123,9 @@ def _price_overrides(raw: Any, source: Path | None) -> tuple[PriceOverride, ...]
             try:
                 d = Decimal(str(value))
             except InvalidOperation:
-                raise ConfigError(f'[prices."{model}"].{cls} in {source} must be a number') from None
+                d = Decimal("NaN")
+            if not d.is_finite() or isinstance(value, bool):
+                raise ConfigError(f'[prices."{model}"].{cls} in {source} must be a number')
             if d < 0:
                 raise ConfigError(f'[prices."{model}"].{cls} in {source} must not be negative')
             per[cls] = d
@@ -167,10 +170,13 @@ def load_settings(
         raw=raw,
         budget_timezone=str(env.get("AGENTTRAIL_BUDGET_TIMEZONE") or budgets.get("timezone") or "UTC"),
     )
+    _check_zone(settings.budget_timezone)
     if "max_body_mb" in gw:
-        settings = replace(settings, max_body_bytes=int(float(gw["max_body_mb"]) * 1024 * 1024))
+        mb = _positive(gw["max_body_mb"], f"[gateway] max_body_mb in {cfg_path}")
+        settings = replace(settings, max_body_bytes=int(mb * 1024 * 1024))
     if env.get("AGENTTRAIL_MAX_BODY_BYTES"):
-        settings = replace(settings, max_body_bytes=int(env["AGENTTRAIL_MAX_BODY_BYTES"]))
+        n = _positive(env["AGENTTRAIL_MAX_BODY_BYTES"], "AGENTTRAIL_MAX_BODY_BYTES")
+        settings = replace(settings, max_body_bytes=int(n))
     for key, attr in (
         ("connect_timeout_s", "upstream_connect_timeout_s"),
         ("read_timeout_s", "upstream_read_timeout_s"),
@@ -178,6 +184,27 @@ def load_settings(
         env_key = f"AGENTTRAIL_UPSTREAM_{key.upper()}"
         value = env.get(env_key) or gw.get(key)
         if value is not None:
-            changes: dict[str, Any] = {attr: float(value)}
+            where = env_key if env.get(env_key) else f"[gateway] {key} in {cfg_path}"
+            changes: dict[str, Any] = {attr: _positive(value, where)}
             settings = replace(settings, **changes)
     return settings
+
+
+def _positive(value: Any, where: str) -> float:
+    """A setting that must be a positive number, or a ConfigError naming where it was set."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        n = math.nan
+    if not math.isfinite(n) or n <= 0 or isinstance(value, bool):
+        raise ConfigError(f"{where} must be a positive number, got {value!r}")
+    return n
+
+
+def _check_zone(name: str) -> None:
+    from agenttrail.governance.periods import PeriodError, zone
+
+    try:
+        zone(name)
+    except PeriodError as e:
+        raise ConfigError(f"budget time zone: {e}") from None
