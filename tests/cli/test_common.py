@@ -13,3 +13,15 @@ def test_fail_prints_brackets_verbatim(capsys: pytest.CaptureFixture[str]) -> No
         common.fail('no team named "[/]"; set `[retention] content_days`')
     assert exc.value.exit_code == 1
     assert 'no team named "[/]"; set `[retention] content_days`' in capsys.readouterr().err
+
+
+def test_the_database_refusing_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    @common.friendly
+    def add_team() -> None:
+        raise OperationalError("INSERT INTO team …", {}, Exception("attempt to write a readonly database"))
+
+    with pytest.raises(typer.Exit):
+        add_team()
+    assert capsys.readouterr().err.strip() == "error: the database refused: attempt to write a readonly database"

@@ -30,3 +30,11 @@ def test_the_cli_prints_one_line_for_a_damaged_file_and_an_unreachable_server(tm
         )
         assert p.returncode == 1, url
         assert "cannot open the database" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_lock_file_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    # What a read-only folder gives; a folder in the lock file's place fails the same way, even for root.
+    db = tmp_path / "agenttrail.db"
+    (tmp_path / "agenttrail.db.lock").mkdir()
+    with pytest.raises(StoreError, match=r"cannot open the database at .*agenttrail\.db\.lock"):
+        open_engine(f"sqlite:///{db}")

@@ -48,11 +48,16 @@ def friendly(fn: F) -> F:
             fail(str(e))
         except Exception as e:
             # Imported here, not at the top: every command's start-up would pay for the store's imports.
+            from sqlalchemy.exc import OperationalError
+
             from agenttrail.store.engine import StoreError
             from agenttrail.store.org import DirectoryError
 
             if isinstance(e, StoreError | DirectoryError):
                 fail(str(e))
+            if isinstance(e, OperationalError):  # the database's own refusal: read-only, locked, gone away
+                reason = str(e.orig or e).strip().splitlines()[0]
+                fail(f"the database refused: {reason}")
             raise
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -27,6 +27,12 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
             except DatabaseError as e:  # refused, unknown role, and a file that is not SQLite's
                 engine.dispose()
                 raise StoreError(f"cannot open the database at {_safe(key)}: {e.orig}{_hint(key, e)}") from None
+            except OSError as e:  # the lock file beside a SQLite database, in a folder it cannot write
+                engine.dispose()
+                raise StoreError(
+                    f"cannot open the database at {_safe(key)}: {e.strerror}: {e.filename} "
+                    "(agenttrail writes its lock and journal files beside the database)"
+                ) from None
         _engines[key] = engine
         return engine
 
