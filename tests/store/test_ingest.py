@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import DateTime, Engine, bindparam, text
 
 from agenttrail.events import Event
 from agenttrail.store.database import open_engine
@@ -203,3 +203,31 @@ def test_a_call_the_gateway_recorded_counts_once_however_many_copies_a_batch_bri
     assert got[0]["call_id"] == "gw1"
     (s,) = _one(engine, "SELECT calls, cost_usd FROM sessions WHERE session_id = 's20'")
     assert (s["calls"], float(s["cost_usd"])) == (2, 1.0)
+
+
+def test_times_made_text_before_the_sqlite_writer_are_stored_as_the_store_makes_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`prepare(sqlite=True)` (a server's request thread) formats the times the writer would: the same
+    text, in UTC, which SQLAlchemy reads back and compares as it does any other row's."""
+    from zoneinfo import ZoneInfo
+
+    from agenttrail.store.ingest import ingest_prepared, prepare
+
+    berlin = datetime(2026, 5, 6, 11, 0, 0, 250_000, tzinfo=ZoneInfo("Europe/Berlin"))
+    evs = [
+        Event("s1", "exec", T0, {"argv": ["ls"]}, "e-utc"),
+        Event("s1", "exec", berlin, {"argv": ["ls"]}, "e-berlin"),
+        Event("s1", "exec", T0 + timedelta(microseconds=7), {"argv": ["ls"]}, "e-micro"),
+    ]
+    stored = {}
+    for text_times in (False, True):
+        engine = open_engine(f"sqlite:///{tmp_path}/t{text_times}.db")
+        assert ingest_prepared(engine, prepare(evs, sqlite=text_times)).accepted == 3
+        with engine.connect() as c:
+            raw = c.execute(text("SELECT event_id, CAST(ts AS TEXT) FROM event ORDER BY event_id")).all()
+            later = text("SELECT event_id FROM event WHERE ts > :t ORDER BY event_id")
+            after = c.execute(later.bindparams(bindparam("t", type_=DateTime)), {"t": datetime(2026, 5, 6, 9)}).all()
+        stored[text_times] = (raw, after)
+    assert stored[True] == stored[False]
+    raw, after = stored[True]
+    assert dict(raw)["e-berlin"] == "2026-05-06 09:00:00.250000"  # 11:00 in Berlin in May is 09:00 UTC
+    assert [r[0] for r in after] == ["e-berlin", "e-micro"]

@@ -94,7 +94,8 @@ def _parse(raw: bytes) -> list[Event]:
 
 
 def _prepared(raw: bytes) -> Prepared:
-    return prepare(_parse(raw))
+    """A batch for the SQLite writer (only SQLite has one)."""
+    return prepare(_parse(raw), sqlite=True)
 
 
 def install(svc: Services) -> list[BaseRoute]:

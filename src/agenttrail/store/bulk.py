@@ -112,7 +112,7 @@ def _values(
             if at:
                 values = list(values)
                 for j in at:
-                    values[j] = _sqlite_time(values[j])
+                    values[j] = sqlite_time(values[j])
             params += values
         result = conn.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, tuple(params))
         if returning is not None:
@@ -120,6 +120,6 @@ def _values(
     return out
 
 
-def _sqlite_time(v: Any) -> Any:
+def sqlite_time(v: Any) -> Any:
     """As SQLAlchemy stores a DateTime on SQLite, so text comparison orders them right."""
     return v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_values
-from agenttrail.store.bulk import by_columns, insert_rows
+from agenttrail.store.bulk import by_columns, insert_rows, sqlite_time
 from agenttrail.store.engine import bulk_transaction
 from agenttrail.store.locks import lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
@@ -105,17 +105,20 @@ class Prepared:
         return cls([e for part in parts for e in part.events], rows)
 
 
-def prepare(events: Sequence[Event]) -> Prepared:
+def prepare(events: Sequence[Event], *, sqlite: bool = False) -> Prepared:
+    """`sqlite`: the rows' times as the text SQLite stores (what `store.bulk` would make of them), so
+    that a server's request thread, not the one writer thread, formats them."""
     # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
     # commands and diffs hold secrets, and the store must never keep them.
     sent = _redacted(events)
     rows: dict[str, dict[str, Any]] = {}
     for e in sent:
         if e.event_id not in rows:  # one event id may repeat inside a batch too; the first one counts
+            ts = _naive(e.ts)
             rows[e.event_id] = {
                 "event_id": e.event_id,
                 "session_id": e.session_id,
-                "ts": _naive(e.ts),
+                "ts": sqlite_time(ts) if sqlite else ts,
                 "kind": e.kind,
                 "payload": orjson.dumps(e.payload, default=str).decode(),
             }
@@ -123,7 +126,7 @@ def prepare(events: Sequence[Event]) -> Prepared:
 
 
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
-    return ingest_prepared(engine, prepare(events), who)
+    return ingest_prepared(engine, prepare(events, sqlite=engine.dialect.name == "sqlite"), who)
 
 
 def ingest_prepared(engine: Engine, prepared: Prepared, who: Attribution | None = None) -> IngestResult:
@@ -260,20 +263,25 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution, calls_l
     One statement per event cost ~1 ms each (SQLAlchemy builds and caches a statement per `.values()`,
     and on PostgreSQL every statement fires the roll-up triggers once); the result is the same as
     applying the events one by one in time order, session starts first."""
-    fresh = sorted(fresh, key=lambda e: (e.kind != ev.SESSION_START, e.ts))
     sessions: list[Event] = []
-    files: list[dict[str, Any]] = []
-    commits: list[dict[str, Any]] = []
+    snapshots: list[Event] = []
+    committed: list[Event] = []
     calls: list[Event] = []
     for e in fresh:
         if e.kind in (ev.SESSION_START, ev.SESSION_END):
             sessions.append(e)
         elif e.kind in SNAPSHOT_KINDS and e.payload.get("source") == "snapshot":
-            files.append(_file_change_row(e))
+            snapshots.append(e)
         elif e.kind == ev.COMMIT:
-            commits.append(_commit_row(e))
+            committed.append(e)
         elif e.kind == ev.LLM_CALL and e.payload.get("record"):
             calls.append(e)
+    # Each part in the order of the whole batch sorted (a stable sort of a part keeps that order): most
+    # of a batch is in no part, and sorting all of it was the SQLite writer's largest Python cost.
+    for part in (sessions, snapshots, committed, calls):
+        part.sort(key=_applied_order)
+    files = [_file_change_row(e) for e in snapshots]
+    commits = [_commit_row(e) for e in committed]
     # File changes and commits before the sessions: a session's start moves its week's roll-up row, which
     # takes the calls' lock (migration 0011) until commit, and concurrent ingests wait for that lock in
     # turn; the roll-ups come out the same in any order, as they do when a batch's parts arrive apart.
@@ -285,6 +293,11 @@ def _materialise(conn: Connection, fresh: list[Event], who: Attribution, calls_l
     _sessions(conn, sessions, who)
     _llm_calls(conn, calls, who)
     _link_agent_sessions(conn, [e for e in sessions if e.kind == ev.SESSION_END])
+
+
+def _applied_order(e: Event) -> tuple[bool, datetime]:
+    """Events are applied in time order, session starts first."""
+    return (e.kind != ev.SESSION_START, e.ts)
 
 
 _SESSION_FIELDS = (
