@@ -69,6 +69,7 @@ def test_budget_errors_are_one_clear_line(db_url: str, home: str) -> None:
         (["--team", "nobody"], 'no team "nobody"'),
         (["--team", "payments", "--period", "year"], "--period must be one of day, week, month, total"),
         (["--team", "payments", "--usd", "-3"], "non-negative"),
+        (["--team", "payments", "--usd", "1e12"], "--usd must be at most 1,000,000,000"),
         (["--team", "payments", "--soft-pct", "50,abc"], "percentages"),
     ]
     for extra, msg in cases:

@@ -130,7 +130,12 @@ def parse_usd(value: str | float | Decimal) -> int:
         raise DirectoryError(f"--usd takes an amount in dollars such as 500 or 0.05, got {value!r}") from None
     if not d.is_finite() or d < 0:
         raise DirectoryError(f"--usd must be a non-negative amount, got {value!r}")
+    if d > MAX_USD:  # stored in nanodollars in a 64-bit column
+        raise DirectoryError(f"--usd must be at most {MAX_USD:,}, got {value!r}")
     return int((d * NANOS).to_integral_value())
+
+
+MAX_USD = 1_000_000_000
 
 
 def parse_pcts(value: str | None) -> tuple[int, ...]:
