@@ -151,7 +151,7 @@ class ClaudeCodeParser:
         self.with_events = with_events
         self.skip_line = None if with_events else _cannot_count
         self.native = None if with_events else _NATIVE
-        self._out = ImportBatch()
+        self._events: list[Event] = []
         self._batch = ImportBatch()
         self._sessions: dict[str, TranscriptSession] = {}
         self._calls: dict[str, TranscriptCall] = {}
@@ -169,7 +169,7 @@ class ClaudeCodeParser:
     def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch, mtime: float | None = None) -> None:
         self._path = path
         self._batch = batch
-        self._out = ImportBatch()
+        self._events = []
         self._sessions = {}
         self._calls = {}
         self._seen = {}
@@ -203,9 +203,7 @@ class ClaudeCodeParser:
             self._session(obj).see(self._ts(obj))
 
     def finish(self) -> dict[str, Any]:
-        self._out.sessions = list(self._sessions.values())
-        self._out.calls = list(self._calls.values())
-        self._batch.extend(self._out)
+        self._batch.add_file(list(self._sessions.values()), self._events, self._calls)
         return {"last_ts": self._last_ts.isoformat()}
 
     # -- the native rule (usage only) -----------------------------------------------------------------
@@ -264,7 +262,7 @@ class ClaudeCodeParser:
     ) -> None:
         uuid = obj.get("uuid")
         ident = uuid if isinstance(uuid, str) and uuid else f"{ts.isoformat()}:{kind}"
-        self._out.events.append(
+        self._events.append(
             Event(
                 session_id=sid,
                 kind=kind,

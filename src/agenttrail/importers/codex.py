@@ -207,7 +207,8 @@ class CodexParser:
         self.skip_line = None if with_events else _CANNOT_COUNT.match
         self.native = None if with_events else _NATIVE
         self._batch = ImportBatch()
-        self._out = ImportBatch()
+        self._sessions: list[TranscriptSession] = []  # sessions this file ended (a second header)
+        self._events: list[Event] = []
         self._path = Path()
         self._sid = ""
         self._session: TranscriptSession | None = None
@@ -224,9 +225,18 @@ class CodexParser:
     def start(self, path: Path, carry: dict[str, Any], batch: ImportBatch, mtime: float | None = None) -> None:
         self._path = path
         self._batch = batch
-        self._out = ImportBatch()
-        self._sid = as_str(carry.get("session_id")) or session_id_from_name(path)
+        self._sessions = []
+        self._events = []
         self._session = None
+        self._record_calls = {}
+        self._count_calls = {}
+        if not carry and mtime is not None:  # a file read from its start (the usual case): nothing carried
+            self._sid = session_id_from_name(path)
+            self._model = self._cwd = self._branch = self._prev_total = None
+            self._has_records = False
+            self._last_ts = datetime.fromtimestamp(mtime, UTC)
+            return
+        self._sid = as_str(carry.get("session_id")) or session_id_from_name(path)
         self._model = as_str(carry.get("model"))
         self._cwd = as_str(carry.get("cwd"))
         self._branch = as_str(carry.get("branch"))
@@ -237,8 +247,6 @@ class CodexParser:
             else None
         )
         self._has_records = carry.get("has_usage_records") is True
-        self._record_calls = {}
-        self._count_calls = {}
         self._last_ts = resume_time(carry, path, mtime)
 
     def feed(self, line_no: int, obj: Any, raw: bytes) -> None:
@@ -279,10 +287,9 @@ class CodexParser:
 
     def finish(self) -> dict[str, Any]:
         calls = self._record_calls if (self._has_records or self._record_calls) else self._count_calls
-        self._out.calls = list(calls.values())
         if self._session is not None:
-            self._out.sessions.append(self._session)
-        self._batch.extend(self._out)
+            self._sessions.append(self._session)
+        self._batch.add_file(self._sessions, self._events, calls)
         return {
             "session_id": self._sid,
             "model": self._model,
@@ -344,7 +351,7 @@ class CodexParser:
             raise ShapeError("session_meta without an id")
         if sid != self._sid and self._session is not None:
             # A second header with a new id (e.g. a fork written into this file): start that session.
-            self._out.sessions.append(self._session)
+            self._sessions.append(self._session)
             self._session = None
         self._sid = sid
         s = self._sess()
@@ -445,7 +452,7 @@ class CodexParser:
     # -- dialogue -------------------------------------------------------------------------------------
     def _event(self, kind: str, ts: datetime, payload: dict[str, Any], raw: bytes) -> None:
         digest = hashlib.blake2b(raw.rstrip(b"\r\n"), digest_size=16).hexdigest()
-        self._out.events.append(
+        self._events.append(
             Event(
                 session_id=self._sid,
                 kind=kind,

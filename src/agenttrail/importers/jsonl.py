@@ -135,40 +135,44 @@ def read_file(
     offset, line_no = plan.start, plan.line_no
     lines = 0
     parser.start(path, plan.carry, batch, st.st_mtime)
+    head = b""
+    if taken is not None and taken.job is not None:  # read ahead: nothing left to read, only the rule
+        offset, line_no, lines = _apply_taken(taken, spath, parser, batch, offset, line_no)
+        head = taken.head
+    else:
+        offset, line_no, lines, head = _read(path, spath, parser, batch, offset, line_no, st.st_size)
+    batch.lines_read += lines
+    carry = parser.finish()
+    batch.bytes_read += offset - plan.start
+    batch.files_read += 1
+    batch.file_states.append(new_state(spath, st, offset, line_no, carry, head if plan.start == 0 else b""))
+
+
+def _read(
+    path: Path, spath: str, parser: LineParser, batch: ImportBatch, offset: int, line_no: int, size: int
+) -> tuple[int, int, int, bytes]:
+    """Open `path` and read its new complete lines from `offset` (the native reader where the parser names
+    a rule and the scanner is built); a failed open, seek or read is reported, what was read before counts.
+    Returns the new offset, line number, lines read and the first chunk read (`_read_native`'s head)."""
     native: NativeRule | None = getattr(parser, "native", None)
     native = native if NATIVE else None
+    lines = 0
     head = b""
     try:
-        if taken is not None and taken.job is not None:
-            offset, line_no, lines = _apply_taken(taken, spath, parser, batch, offset, line_no)
-            head = taken.head
-            raise _Done
         # The native reader reads its own chunks, sized to the file: no buffer of the file object's
         # (nor a 4 MB read into a small file, whose allocation cost more than its scan).
         with open(path, "rb", buffering=0 if native is not None else _BUFFER) as f:
             f.seek(offset)
             if native is not None:
-                offset, line_no, lines, head = _read_native(
-                    f, spath, parser, native, batch, offset, line_no, st.st_size
-                )
+                offset, line_no, lines, head = _read_native(f, spath, parser, native, batch, offset, line_no, size)
             else:
                 offset, line_no, lines = _read_lines(f, spath, parser, batch, offset, line_no)
-    except _Done:
-        pass
     except _ReadFailed as e:
         offset, line_no, lines = e.offset, e.line_no, e.lines
         batch.errors.append(LineError(spath, line_no + 1, f"read failed: {e.reason}"))
     except OSError as e:  # opening or seeking
         batch.errors.append(LineError(spath, line_no + 1, f"read failed: {e.strerror or e}"))
-    batch.lines_read += lines
-    carry = parser.finish()
-    batch.bytes_read += offset - plan.start
-    batch.files_read += 1
-    batch.file_states.append(new_state(path, st, offset, line_no, carry, head if plan.start == 0 else b""))
-
-
-class _Done(Exception):
-    """The file read ahead was read: out of read_file's `try`, which the other readers share."""
+    return offset, line_no, lines, head
 
 
 class _ReadFailed(Exception):

@@ -213,6 +213,13 @@ class ImportBatch:
         if len(calls) != len(self.calls):
             calls.clear()
             calls.update((c.call_id, c) for c in self.calls)
+        if more:
+            # Calls not seen before, none twice (a file's calls into a running batch): no loop in Python.
+            ids = list(map(_CALL_ID, more))
+            if calls.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+                calls.update(zip(ids, more, strict=True))
+                self.calls.extend(more)
+                more = []
         for c in more:
             have_c = calls.get(c.call_id)
             if have_c is None:
@@ -228,6 +235,21 @@ class ImportBatch:
         self.files_skipped += other.files_skipped
         self.bytes_read += other.bytes_read
         self.lines_read += other.lines_read
+
+    def add_file(
+        self, sessions: list[TranscriptSession], events: list[Event], calls: dict[str, TranscriptCall]
+    ) -> None:
+        """`extend` with one file's records as a parser holds them (`calls` keyed by call id), without making
+        a batch of them first: into a batch that holds no session nor call yet (a file's own batch, the
+        usual case) the lists are taken as they are, with no merge to do (~5 µs a file of 5,629)."""
+        if self.sessions or self.calls or len(sessions) > 1:
+            self.extend(ImportBatch(sessions=sessions, events=events, calls=list(calls.values())))
+            return
+        self.sessions = sessions
+        self.calls = list(calls.values())
+        self._call_index = dict(calls)
+        if events:
+            self.events.extend(events)
 
     def pack(self) -> tuple[Any, ...]:
         """The batch as rows of plain values, to send between processes: pickling the records themselves
