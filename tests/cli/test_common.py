@@ -25,3 +25,11 @@ def test_the_database_refusing_is_one_line(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(typer.Exit):
         add_team()
     assert capsys.readouterr().err.strip() == "error: the database refused: attempt to write a readonly database"
+
+
+def test_a_long_error_stays_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # Piped to a log, rich wrapped at 80 columns, splitting paths and URLs across lines.
+    message = "cannot write /tmp/" + "deep/" * 30 + "x.csv: No such file or directory"
+    with pytest.raises(typer.Exit):
+        common.fail(message)
+    assert capsys.readouterr().err == f"error: {message}\n"

@@ -33,7 +33,7 @@ class UserError(Exception):
 
 def fail(message: str, code: int = 1) -> None:
     # The message often quotes what the user typed or what the store holds: text, never markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -43,16 +43,20 @@ def register(app: typer.Typer) -> None:
         engine = engine_for(db, config)
         if fmt in CONTENT_FORMATS:
             audit(engine, local_principal(), "export", {"format": fmt, **f.as_dict()}, SystemClock().now())
+        if output is not None and output.is_dir():
+            fail(f"-o {output} is a folder; name a file in it")
+        tmp = None if output is None else output.with_name(output.name + ".partial")
         try:
-            if output is None:
+            if output is None or tmp is None:
                 n = _write(engine, fmt, f, sys.stdout, what)
             else:
-                tmp = output.with_name(output.name + ".partial")
                 with tmp.open("w", encoding="utf-8", newline="") as fh:
                     n = _write(engine, fmt, f, fh, what)
                 tmp.replace(output)  # a reader never sees half a file
-        except ExportError as e:
-            fail(str(e))
+        except (ExportError, OSError) as e:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            fail(str(e) if isinstance(e, ExportError) else f"cannot write {output}: {e.strerror}")
             return
         where = f" to {output}" if output else ""
         err_console.print(f"exported {n} {'rows' if fmt in ('csv', 'focus') else 'records'}{where}")
