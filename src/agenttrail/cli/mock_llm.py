@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     @app.command("mock-llm", help=HELP, rich_help_panel="Testing")
     def mock_llm(
         host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-        port: int = typer.Option(4200, help="Port to listen on."),
+        port: int = typer.Option(4200, min=0, max=65535, help="Port to listen on."),
         latency_ms: float | None = typer.Option(None, help="Shorthand for --ttft-ms: wait this long before answering."),
         ttft_ms: float = typer.Option(0.0, help="Time to first byte of every answer, in ms."),
         chunk_ms: float = typer.Option(0.0, help="Pause between streamed content chunks, in ms."),

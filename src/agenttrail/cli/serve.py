@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, friendly, settings_for
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, friendly, settings_for
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 LOG_LEVEL_ENV = "AGENTTRAIL_SERVE_LOG_LEVEL"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def worker_app() -> Starlette:
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
     @friendly
     def serve(
         host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
-        port: int = typer.Option(4100, help="Port to listen on."),
+        port: int = typer.Option(4100, min=0, max=65535, help="Port to listen on."),
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
         log_level: str = typer.Option("info", help="debug, info, warning or error."),
@@ -51,6 +52,8 @@ def register(app: typer.Typer) -> None:
         with a virtual key from `agenttrail key create` as their API key. The server's own
         ANTHROPIC_API_KEY / OPENAI_API_KEY are the real credentials it sends upstream.
         """
+        if log_level.lower() not in LOG_LEVELS:
+            raise UserError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
         import uvicorn
 
         from agenttrail.server.parts import create_server_app
@@ -72,11 +75,15 @@ def register(app: typer.Typer) -> None:
                 os.environ["AGENTTRAIL_CONFIG"] = str(Path(config).expanduser().resolve())
             os.environ[LOG_LEVEL_ENV] = log_level
             console.print(
-                f"agenttrail serving on http://{host}:{port}  ({workers} workers; database: {where})", highlight=False
+                f"agenttrail serving on http://{host}:{port}  ({workers} workers; database: {where})",
+                highlight=False,
+                soft_wrap=True,
             )
             uvicorn.run("agenttrail.cli.serve:worker_app", factory=True, workers=workers, **options)
             return
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         app = create_server_app(settings)
-        console.print(f"agenttrail serving on http://{host}:{port}  (database: {where})", highlight=False)
+        console.print(
+            f"agenttrail serving on http://{host}:{port}  (database: {where})", highlight=False, soft_wrap=True
+        )
         uvicorn.run(app, **options)
