@@ -172,10 +172,10 @@ def load_settings(
     )
     _check_zone(settings.budget_timezone)
     if "max_body_mb" in gw:
-        mb = _positive(gw["max_body_mb"], f"[gateway] max_body_mb in {cfg_path}")
+        mb = positive_setting(gw["max_body_mb"], f"[gateway] max_body_mb in {cfg_path}")
         settings = replace(settings, max_body_bytes=int(mb * 1024 * 1024))
     if env.get("AGENTTRAIL_MAX_BODY_BYTES"):
-        n = _positive(env["AGENTTRAIL_MAX_BODY_BYTES"], "AGENTTRAIL_MAX_BODY_BYTES")
+        n = positive_setting(env["AGENTTRAIL_MAX_BODY_BYTES"], "AGENTTRAIL_MAX_BODY_BYTES")
         settings = replace(settings, max_body_bytes=int(n))
     for key, attr in (
         ("connect_timeout_s", "upstream_connect_timeout_s"),
@@ -185,12 +185,12 @@ def load_settings(
         value = env.get(env_key) or gw.get(key)
         if value is not None:
             where = env_key if env.get(env_key) else f"[gateway] {key} in {cfg_path}"
-            changes: dict[str, Any] = {attr: _positive(value, where)}
+            changes: dict[str, Any] = {attr: positive_setting(value, where)}
             settings = replace(settings, **changes)
     return settings
 
 
-def _positive(value: Any, where: str) -> float:
+def positive_setting(value: Any, where: str) -> float:
     """A setting that must be a positive number, or a ConfigError naming where it was set."""
     try:
         n = float(value)

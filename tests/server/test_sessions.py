@@ -243,3 +243,17 @@ def test_only_session_keys_are_ended(api: Api) -> None:
     with api.engine.connect() as conn:
         revoked = conn.execute(select(virtual_key.c.session_id).where(virtual_key.c.revoked_at.is_not(None))).all()
     assert [r.session_id for r in revoked] == ["sess-0010-alice"]
+
+
+@pytest.mark.parametrize(("value", "message"), [('"abc"', "must be a positive number"), ("1e308", "must be at most")])
+def test_a_bad_key_lifetime_is_a_config_error(
+    sqlite_url: str, home: str, tmp_path: Any, value: str, message: str
+) -> None:
+    from agenttrail.config import ConfigError
+    from agenttrail.server import sessions
+
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(f"[sessions]\nkey_max_hours = {value}\n")
+    settings = load_settings(config_file=cfg, env={"AGENTTRAIL_HOME": home}, db=sqlite_url)
+    with pytest.raises(ConfigError, match=rf"\[sessions\] key_max_hours {message}"):
+        sessions.install(build_services(settings))

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agenttrail.config import ConfigError, positive_setting
 from agenttrail.events import new_id
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.query.access import Principal, audit
@@ -35,6 +36,7 @@ from agenttrail.store.tables import project, virtual_key
 from agenttrail.tracer.timeline import Scope, list_sessions, session_record
 
 DEFAULT_KEY_MAX_HOURS = 24.0
+MAX_KEY_HOURS = 24 * 366
 MAX_LIST = 500
 # What a session id may be: it travels in URLs, trailers and file names.
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{7,63}")
@@ -143,6 +145,8 @@ def _audit(engine: Engine, key: KeyInfo, session_id: str, now: datetime) -> None
 
 def install(svc: Services) -> list[BaseRoute]:
     hours = svc.settings.section("sessions").get("key_max_hours", DEFAULT_KEY_MAX_HOURS)
+    if positive_setting(hours, "[sessions] key_max_hours") > MAX_KEY_HOURS:
+        raise ConfigError(f"[sessions] key_max_hours must be at most {MAX_KEY_HOURS:,} (a year), got {hours!r}")
     max_lifetime = timedelta(hours=float(hours))
 
     async def authenticate(request: Request) -> KeyInfo:
