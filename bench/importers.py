@@ -273,7 +273,9 @@ def agenttrail_dry_run(agent: str, root: Path, work: Path) -> dict[str, int]:
 
 def agenttrail_command(agent: str, root: Path, work: Path) -> dict[str, int]:
     """The same, as the user runs it: `agenttrail import <agent> ROOT --usage-only --dry-run --json`, a
-    process of its own started like ccusage's (its start-up and imports are part of the time)."""
+    process of its own started like ccusage's (its start-up and imports are part of the time). With `work`
+    as its AGENTTRAIL_HOME, whose price cache (`cache/prices.json`, pricing._RatesCache) the runs before
+    filled: a user's second run. `work` a fresh folder: a user's first run, genai-prices imported."""
     # The console script beside this interpreter (not a version manager's shim, which adds its own start).
     exe = Path(sys.executable).with_name("agenttrail")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agenttrail"]
@@ -332,6 +334,9 @@ def bench(agent: str, root: Path, size: int, args: argparse.Namespace, work: Pat
         importlib.import_module(module)
     result = timed(lambda: agenttrail_dry_run(agent, root, work))
     runs.append(Run("`import --usage-only --dry-run`, in this process", *result))
+    with tempfile.TemporaryDirectory(prefix="at-home-") as fresh:
+        result = timed(lambda: agenttrail_command(agent, root, Path(fresh)))
+    runs.append(Run("the command, first run (no price cache yet)", *result))
     result = timed(lambda: agenttrail_command(agent, root, work))
     runs.append(Run("`agenttrail import … --usage-only --dry-run` (command)", *result))
     if args.usage_only:

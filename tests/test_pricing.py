@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agenttrail.config import PriceOverride
@@ -105,3 +110,81 @@ def test_anthropic_usage_splits_cache_writes_by_ttl() -> None:
         }
     )
     assert (u.cache_write_5m_tokens, u.cache_write_1h_tokens, u.cache_write_tokens) == (100, 200, 300)
+
+
+# ---------------------------------------------------------------------------------------- the rates cache
+
+# Tiered with 1-hour writes, untiered, tiered without a 1-hour rate, unknown, and no model at all.
+CACHED_MODELS = [
+    ("anthropic", "claude-sonnet-4-5"),
+    ("openai", "gpt-5"),
+    ("google", "gemini-2.5-pro"),
+    ("anthropic", "no-such-model-anywhere"),
+    ("openai", None),
+]
+_AROUND_TIER = st.one_of(st.integers(0, 3_000), st.integers(0, 260_000), st.sampled_from([199_999, 200_000, 200_001]))
+cache_usages = st.builds(Usage, _AROUND_TIER, _AROUND_TIER, _AROUND_TIER, st.integers(0, 70_000), _AROUND_TIER)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(CACHED_MODELS), st.lists(cache_usages, max_size=30))
+def test_cost_of_many_from_the_rates_cache_equals_genai_prices(model: tuple[str, str | None], us: list[Usage]) -> None:
+    """Priced from rates kept by one Pricer (the file written) and read back by another (no resolve): the
+    sum of genai-prices' price of each call, exactly."""
+    provider, name = model
+    want = sum((Pricer().price(provider, name, u).cost_usd for u in us), Decimal(0))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "prices.json"
+        assert Pricer(rates_cache=path).cost_of_many(provider, name, us) == want
+        later = Pricer(rates_cache=path)
+        assert later.cost_of_many(provider, name, us) == want
+        assert not later._cache  # from the file: genai-prices was not asked
+
+
+def test_a_second_process_prices_from_the_cache_without_importing_genai_prices(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "prices.json"
+    u = Usage(input_tokens=1_000, cache_read_tokens=2_000, output_tokens=300)
+    want = Pricer().price("openai", "gpt-5", u).cost_usd
+    code = (
+        "import sys; from decimal import Decimal; from pathlib import Path;"
+        "from agenttrail.pricing import Pricer; from agenttrail.usage import Usage;"
+        f"c = Pricer(rates_cache=Path({str(path)!r})).cost_of_many('openai', 'gpt-5', [Usage(1000, 2000, 0, 0, 300)]);"
+        "print(c, 'genai_prices' in sys.modules)"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert (Decimal(first[0]), first[1]) == (want, "True")  # resolved by genai-prices, and kept
+    assert (Decimal(second[0]), second[1]) == (want, "False")  # from the file alone
+    assert json.loads(path.read_text())["entries"]["openai/gpt-5"]["unknown"] is False
+
+
+def test_a_cache_of_another_price_table_is_not_used(tmp_path: Path) -> None:
+    """Rates kept for another genai-prices install (another key) are ignored, and rewritten."""
+    path = tmp_path / "prices.json"
+    u = Usage(input_tokens=10_000, output_tokens=1_000)
+    Pricer(rates_cache=path).cost_of_many("openai", "gpt-5", [u])
+    saved = json.loads(path.read_text())
+    saved["entries"]["openai/gpt-5"]["tiers"] = [[999_999, 0, 0, 0, 999_999]]
+    saved["key"][-1] += 1  # the price table changed since
+    path.write_text(json.dumps(saved))
+    assert (
+        Pricer(rates_cache=path).cost_of_many("openai", "gpt-5", [u]) == Pricer().price("openai", "gpt-5", u).cost_usd
+    )
+    assert json.loads(path.read_text())["entries"]["openai/gpt-5"]["tiers"] != [[999_999, 0, 0, 0, 999_999]]
+
+
+def test_prices_that_depend_on_the_date_are_not_kept(tmp_path: Path) -> None:
+    """claude-sonnet-4-6 has a price from a start date on: resolved by each process, never from the file."""
+    path = tmp_path / "prices.json"
+    u = Usage(input_tokens=10_000, output_tokens=1_000)
+    got = Pricer(rates_cache=path).cost_of_many("anthropic", "claude-sonnet-4-6", [u])
+    assert got == Pricer().price("anthropic", "claude-sonnet-4-6", u).cost_usd
+    assert not path.exists() or "anthropic/claude-sonnet-4-6" not in json.loads(path.read_text())["entries"]
+
+
+def test_overrides_do_not_use_the_cache(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    over = (PriceOverride("gpt-5", {"output": Decimal("7")}),)
+    u = Usage(output_tokens=1_000_000)
+    assert Pricer(over, rates_cache=path).cost_of_many("openai", "gpt-5", [u]) == Decimal(7)
+    assert not path.exists()

@@ -2,25 +2,36 @@
 
 Prices are resolved once per (provider, model) and kept, so pricing a call on the gateway's
 path costs a dictionary lookup plus the arithmetic. Every price says where it came from.
+
+genai-prices is imported when a price is first resolved, not with this module: importing it (its
+pydantic types, its price table, and the HTTP client of its `update_prices`) is ~0.16 s, half of the
+`agenttrail import … --dry-run` command's start-up. That command totals with `Pricer.cost_of_many` and a
+`rates_cache` (`_RatesCache`): the integer rates genai-prices gave for each model, kept in a file until
+genai-prices' price table changes, so a second run need not import genai-prices at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import json
+import os
 import threading
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib.metadata import PackageNotFoundError, version
 from operator import attrgetter
-
-from genai_prices import Usage as GPUsage
-from genai_prices import calc_price
-from genai_prices.types import ModelPrice, TieredPrices, calc_unit_price
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agenttrail.config import PriceOverride
 from agenttrail.usage import Usage, sum_usages
+
+if TYPE_CHECKING:
+    from genai_prices import Usage as GPUsage
+    from genai_prices.types import ModelPrice
 
 _ATTR = {
     "input": "input_mtok",
@@ -31,10 +42,15 @@ _ATTR = {
 }
 NANOS = Decimal(1_000_000_000)
 
-try:
-    GENAI_PRICES_VERSION = version("genai-prices")
-except PackageNotFoundError:  # pragma: no cover - only in a broken install
-    GENAI_PRICES_VERSION = "unknown"
+
+@functools.cache
+def genai_prices_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("genai-prices")
+    except PackageNotFoundError:  # pragma: no cover - only in a broken install
+        return "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +78,8 @@ def _cost(mp: ModelPrice, u: Usage, total_input: int | None = None) -> Decimal:
     tests/test_pricing.py checks it equals `calc_price` on arbitrary usage. `total_input` picks the
     tier when `u` is a sum of calls (`Pricer.cost_of_many`); by default it is `u`'s own prompt.
     """
+    from genai_prices.types import calc_unit_price
+
     if total_input is None:
         total_input = u.prompt_tokens
     one_hour = getattr(mp, "cache_write_1h_mtok", None)
@@ -86,6 +104,8 @@ _CLASSES = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h
 
 def _tier_starts(mp: ModelPrice) -> list[int]:
     """Every prompt size at which one of the five classes' tiered rate changes, ascending."""
+    from genai_prices.types import TieredPrices
+
     starts: set[int] = set()
     for attr in _CLASSES:
         rate = getattr(mp, attr, None)
@@ -105,20 +125,37 @@ class _Rates:
     scale: int
 
     def cost(self, u: Usage) -> Decimal:
-        i, r, w5, w1, o = (
-            u.input_tokens,
-            u.cache_read_tokens,
-            u.cache_write_5m_tokens,
-            u.cache_write_1h_tokens,
-            u.output_tokens,
+        i, r, w5, w1 = u.input_tokens, u.cache_read_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens
+        return self.cost_at(u, bisect_left(self.starts, i + r + w5 + w1) if self.starts else 0)
+
+    def cost_at(self, u: Usage, tier: int) -> Decimal:
+        """`u` (one call, or the sum of calls of one tier) priced at tier `tier`'s rates."""
+        rates = self.tiers[tier]
+        n = (
+            rates[0] * u.input_tokens
+            + rates[1] * u.cache_read_tokens
+            + rates[2] * u.cache_write_5m_tokens
+            + rates[3] * u.cache_write_1h_tokens
+            + rates[4] * u.output_tokens
         )
-        rates = self.tiers[bisect_left(self.starts, i + r + w5 + w1)] if self.starts else self.tiers[0]
-        n = rates[0] * i + rates[1] * r + rates[2] * w5 + rates[3] * w1 + rates[4] * o
         return Decimal(n).scaleb(-self.scale - 6)
+
+    def of_many(self, usages: Sequence[Usage], total: Usage) -> Decimal:
+        """The sum of `cost(u)` over `usages` (whose sum is `total`): `Pricer.cost_of_many`'s grouping by
+        tier, on these rates."""
+        starts = self.starts
+        if not starts or sum(max(map(g, usages)) for g in _PROMPT_PARTS) <= starts[0]:
+            return self.cost_at(total, 0)
+        groups: dict[int, list[Usage]] = {}
+        for u in usages:
+            groups.setdefault(bisect_left(starts, u.prompt_tokens), []).append(u)
+        return sum((self.cost_at(sum_usages(g), k) for k, g in groups.items()), Decimal(0))
 
 
 def _rates(mp: ModelPrice) -> _Rates | None:
     """`mp` as `_Rates`, or None when a rate is not a Decimal (nor tiered Decimals) and `_cost` must do it."""
+    from genai_prices.types import TieredPrices
+
     starts = _tier_starts(mp)
     one_hour = getattr(mp, "cache_write_1h_mtok", None)
     # Without a 1-hour rate both TTLs are priced at the cache-write rate, as in `_cost`.
@@ -150,6 +187,8 @@ def _rates(mp: ModelPrice) -> _Rates | None:
 
 
 def to_genai_usage(u: Usage) -> GPUsage:
+    from genai_prices import Usage as GPUsage
+
     # genai-prices counts input_tokens as the whole prompt, cache reads and writes included.
     return GPUsage(
         input_tokens=u.prompt_tokens,
@@ -161,11 +200,15 @@ def to_genai_usage(u: Usage) -> GPUsage:
 
 
 class Pricer:
-    def __init__(self, overrides: tuple[PriceOverride, ...] = ()) -> None:
+    def __init__(self, overrides: tuple[PriceOverride, ...] = (), rates_cache: Path | None = None) -> None:
+        """`rates_cache`: a file where `cost_of_many` keeps the models' rates between processes
+        (`_RatesCache`); not used with overrides."""
         self._overrides = {(o.provider, o.model): o for o in overrides}
         self._cache: dict[tuple[str, str], _Resolved] = {}
         self._rates: dict[tuple[str, str], _Rates | None] = {}
         self._lock = threading.Lock()
+        self._disk = _RatesCache(rates_cache) if rates_cache is not None and not overrides else None
+        self._conditional: set[tuple[str, str]] = set()  # models whose price depends on the time
 
     def _override_for(self, provider: str, model: str) -> PriceOverride | None:
         return self._overrides.get((provider, model)) or self._overrides.get((None, model))
@@ -175,6 +218,10 @@ class Pricer:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        from genai_prices import Usage as GPUsage
+        from genai_prices import calc_price
+        from genai_prices.types import ModelPrice
+
         base: ModelPrice | None = None
         source = f"unknown model {provider}/{model}"
         try:
@@ -183,7 +230,9 @@ class Pricer:
             calc = None
         if calc is not None:
             base = calc.model_price
-            source = f"genai-prices {GENAI_PRICES_VERSION} {calc.provider.id}/{calc.model.id}"
+            source = f"genai-prices {genai_prices_version()} {calc.provider.id}/{calc.model.id}"
+            if not isinstance(calc.model.prices, ModelPrice):  # conditional: by date or time of day
+                self._conditional.add(key)
         override = self._override_for(provider, model)
         if override is not None:
             mp = copy.copy(base) if base is not None else ModelPrice()
@@ -238,6 +287,10 @@ class Pricer:
         close (tests/cli/test_import_totals.py)."""
         if not model or not usages:
             return Decimal(0)
+        if self._disk is not None:
+            kept = self._disk.get(provider, model) or self._keep(provider, model)
+            if kept is not None:
+                return Decimal(0) if kept.rates is None else kept.rates.of_many(usages, total or sum_usages(usages))
         mp = self._resolve(provider, model).model_price
         if mp is None:
             return Decimal(0)
@@ -255,6 +308,16 @@ class Pricer:
             groups.setdefault(bisect_left(starts, u.prompt_tokens), []).append(u)
         return sum((_cost(mp, sum_usages(g), g[0].prompt_tokens) for g in groups.values()), Decimal(0))
 
+    def _keep(self, provider: str, model: str) -> _Kept | None:
+        """The model's rates, resolved by genai-prices and kept in the rates cache; None when they are not
+        to be kept (a price that depends on the time, or one `_Rates` cannot hold)."""
+        assert self._disk is not None
+        resolved = self._resolve(provider, model)
+        if resolved.model_price is None:
+            return self._disk.put(provider, model, None)
+        rates = _rates(resolved.model_price) if (provider, model) not in self._conditional else None
+        return None if rates is None else self._disk.put(provider, model, rates)
+
     def output_price_per_token(self, provider: str, model: str) -> Decimal:
         """The base output rate, for reserving a call's worst case before it runs."""
         mp = self._resolve(provider, model).model_price
@@ -267,3 +330,96 @@ class Pricer:
         rate = getattr(mp, "input_mtok", None) if mp is not None else None
         base = getattr(rate, "base", rate)
         return Decimal(base or 0) / Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A model's entry in the rates cache: its rates, or None for a model genai-prices does not know."""
+
+    rates: _Rates | None
+
+
+class _RatesCache:
+    """Models' integer rates (`_Rates`) as genai-prices resolved them, in a JSON file, so that a process
+    pricing calls with `cost_of_many` need not import genai-prices (~0.16 s) for models it has priced
+    before. The file is keyed by genai-prices' price table (its `data.py`: path, size and modification
+    time): another genai-prices install or version starts it afresh. Only prices that do not depend on
+    the time are kept (a conditional price, by start date or time of day, is resolved each process), and
+    unknown models as unknown. An unreadable or unwritable file only means genai-prices is imported."""
+
+    FORMAT = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.key = _price_table_key()
+        self.entries: dict[str, Any] = {}
+        try:
+            with open(path, "rb") as f:
+                saved = json.load(f)
+            if saved.get("key") == self.key:
+                self.entries = dict(saved["entries"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass
+        self._made: dict[str, _Kept] = {}
+
+    def get(self, provider: str, model: str) -> _Kept | None:
+        """The model's entry, None when it has none (or an unreadable one)."""
+        name = f"{provider}/{model}"
+        kept = self._made.get(name)
+        if kept is not None or self.key is None:
+            return kept
+        e = self.entries.get(name)
+        if e is None:
+            return None
+        try:
+            tiers = tuple(tuple(int(r) for r in t) for t in e["tiers"]) if not e["unknown"] else ()
+            if any(len(t) != 5 for t in tiers) or (not e["unknown"] and len(tiers) != len(e["starts"]) + 1):
+                return None
+            rates = None if e["unknown"] else _Rates(tuple(int(x) for x in e["starts"]), tiers, int(e["scale"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            return None
+        kept = self._made[name] = _Kept(rates)
+        return kept
+
+    def put(self, provider: str, model: str, rates: _Rates | None) -> _Kept:
+        """Keep a model's rates (None: unknown to genai-prices) and write the file."""
+        name = f"{provider}/{model}"
+        kept = self._made[name] = _Kept(rates)
+        if self.key is None:
+            return kept
+        self.entries[name] = (
+            {"unknown": True}
+            if rates is None
+            else {
+                "unknown": False,
+                "starts": list(rates.starts),
+                "tiers": [list(t) for t in rates.tiers],
+                "scale": rates.scale,
+            }
+        )
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump({"key": self.key, "entries": self.entries}, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        return kept
+
+
+def _price_table_key() -> list[Any] | None:
+    """What identifies genai-prices' price table, found without importing genai-prices."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("genai_prices")
+        where = spec.submodule_search_locations if spec is not None else None
+        if not where:
+            return None
+        data = os.path.join(next(iter(where)), "data.py")
+        st = os.stat(data)
+    except (OSError, ImportError, ValueError):
+        return None
+    return [_RatesCache.FORMAT, data, st.st_size, st.st_mtime_ns]

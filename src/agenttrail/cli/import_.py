@@ -261,7 +261,9 @@ def run_import(
         raise UserError(f"--server needs a virtual key: pass --key sk-at-… or set {KEY_ENV}")
     from agenttrail.pricing import Pricer
 
-    pricer = Pricer(settings.price_overrides)
+    # The models' rates are kept between runs (`pricing._RatesCache`): a run that priced a model before
+    # need not import genai-prices, half of a dry run's start-up.
+    pricer = Pricer(settings.price_overrides, rates_cache=settings.home / "cache" / "prices.json")
     # Positions are local (the files are): the local store, one set per destination.
     # A usage-only pass keeps its own positions: a full import later still reads the dialogue.
     # A dry run reads every file whole and opens no store: no positions are read or written.
