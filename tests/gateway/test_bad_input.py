@@ -71,6 +71,20 @@ def test_upstream_5xx_is_relayed_and_recorded(gw) -> None:
     assert "upstream exploded" in row["error"]
 
 
+def test_the_provider_refusing_the_servers_credential_is_not_the_clients_401(gw) -> None:
+    # Relayed as is, the upstream's 401 told the person their own (virtual) key was wrong.
+    gw.mock("fail", {"status": 401, "count": 1, "message": "invalid x-api-key"})
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    with pytest.raises(anthropic.InternalServerError) as e:
+        a.messages.create(**A_BODY)
+    assert e.value.status_code == 502 and e.value.response.headers["x-should-retry"] == "false"
+    assert "refused the gateway's own credential" in str(e.value) and "ANTHROPIC_API_KEY" in str(e.value)
+    gw.mock("fail", {"status": 401, "count": 1})
+    r = httpx.post(gw.url + "/v1/chat/completions", json=dict(O_BODY, stream=True), headers=_o_headers(gw.key))
+    assert r.status_code == 502 and "OPENAI_API_KEY on the server" in r.json()["error"]["message"]
+    assert [(c["status"], c["http_status"]) for c in gw.calls()] == [("upstream_error", 401)] * 2
+
+
 def test_upstream_timeout(make_gateway) -> None:
     gw = make_gateway(upstream_read_timeout_s=0.5)
     gw.mock("fail", {"mode": "hang", "count": 1})

@@ -10,7 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from agenttrail.gateway.call import Call
-from agenttrail.gateway.errors import GatewayError, stream_error_event
+from agenttrail.gateway.errors import GatewayError, error_response, stream_error_event
 from agenttrail.gateway.headers import client_headers
 from agenttrail.gateway.providers.base import Prepared, ProviderSpec
 from agenttrail.gateway.sse import SSESplitter
@@ -126,6 +126,15 @@ async def _whole(spec: ProviderSpec, call: Call, upstream: UpstreamResponse, fin
         call.status = "upstream_error"
         call.error = _error_message(parsed, content)
     finish(call)
+    if upstream.status == 401:
+        # The provider refused the server's own credential, not the client's virtual key: relayed as is,
+        # a 401 reads as "your key is wrong" (Claude Code asks the user to log in again).
+        env = "ANTHROPIC_API_KEY" if spec.name == "anthropic" else "OPENAI_API_KEY"
+        message = (
+            f"the {spec.name} provider refused the gateway's own credential ({call.error}); your virtual key "
+            f"is fine: the gateway's admin must fix {env} on the server"
+        )
+        return error_response(spec.name, GatewayError(502, message, retry=False))
     return Response(content, status_code=upstream.status, headers=client_headers(upstream.headers.items()))
 
 
