@@ -246,3 +246,36 @@ def test_login_stores_the_defaults_for_the_owner_only(project: dict[str, Any]) -
     assert bad.returncode == 1
     out = subprocess.run([*AGENTTRAIL, "logout"], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and not path.exists()
+
+
+def test_a_killed_run_takes_the_sandboxed_agent_with_it(project: dict[str, Any]) -> None:
+    """SIGKILL cannot be forwarded: strace dies with `agenttrail run`, and the sandbox with strace.
+    (The agent ran on untraced, holding a live session key.)"""
+    _need(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    marker = f"sleep 61.{os.getpid()}"  # unique: another run's leftover is not this agent
+
+    def agent_alive() -> bool:
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and (d / "cmdline").read_bytes().replace(b"\0", b" ").strip() == marker.encode():
+                    return True
+            except OSError:  # a process that ended while we looked
+                continue
+        return False
+
+    proc = subprocess.Popen(
+        [*AGENTTRAIL, "run", "--", "bash", "-c", f"exec {marker}"],
+        cwd=project["repo"],
+        env=project["env"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(agent_alive, "the sandboxed agent to start")
+        proc.kill()
+        proc.wait(timeout=30)
+        _wait_for(lambda: not agent_alive(), "the agent to end with agenttrail run", timeout_s=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

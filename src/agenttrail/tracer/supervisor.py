@@ -13,6 +13,7 @@ terminal.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import os
 import select
@@ -44,6 +45,25 @@ TRACED_SYSCALLS: tuple[str, ...] = (
 )  # fmt: skip
 
 _POLL_S = 0.25  # how often a quiet stream checks the clock (collapsed events) and strace's liveness
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What strace's child side runs before exec: SIGKILL it when `agenttrail run` dies, even by
+    SIGKILL. Otherwise the agent ran on, untraced, with a live session key; with strace gone, bubblewrap
+    (`--die-with-parent`) and the sandbox's pid namespace go too. The libc is loaded here, before the
+    fork, so the child only makes the one system call."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # the process's own symbols: libc's prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return set_pdeathsig
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def strace_argv(command: Sequence[str], output: str, *, strace: str = "strace") -> list[str]:
@@ -211,6 +231,7 @@ class Supervisor:
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
+                preexec_fn=_die_with_parent(),
             )
         except BaseException:
             os.close(fd)
