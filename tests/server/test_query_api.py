@@ -133,6 +133,9 @@ def test_client_mistakes_in_parameters_are_400s(api: Api) -> None:
     for since in ("9999-12-31", "100000000000d"):
         r = api.get("/api/v1/reports/spend", "finance", since=since)
         assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
+    for threshold in ("nan", "inf", "abc"):
+        r = api.get("/api/v1/reports/outliers", "finance", threshold=threshold)
+        assert r.status_code == 400 and r.json()["error"]["message"] == "threshold must be a number, e.g. 3.5"
     r = api.get("/api/v1/export", "finance", format="csv", until="9999-12-31")
     assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
     for body in ({"sql": "SELECT 1", "timeout_s": 0}, {"sql": "SELECT 1", "timeout_s": "nan"}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +33,9 @@ def _outliers(engine: Engine, f: Filters, opts: Mapping[str, str]) -> Report:
     try:
         threshold = float(opts.get("threshold", OUTLIER_Z))
     except ValueError:
-        raise ReportError("threshold must be a number, e.g. 3.5") from None
+        threshold = math.nan
+    if not math.isfinite(threshold):  # nan flagged nothing and said so nowhere
+        raise ReportError("threshold must be a number, e.g. 3.5")
     return outliers(engine, f, threshold=threshold)
 
 
