@@ -41,6 +41,7 @@ from agenttrail.importers import (
     iter_claude_code,
     iter_codex,
 )
+from agenttrail.importers.jsonl import _scan as _native
 from agenttrail.usage import Usage, sum_usages
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class Totals:
         self.calls += len(batch.calls)
         self.events += sum(1 for e in batch.events if e.kind not in (SESSION_START, SESSION_END))
         for (provider, model), usages in _usages_by_model(batch.calls).items():
-            total = sum_usages(usages)
+            total = _sum(usages)
             self.usage = self.usage + total
             self._cost += pricer.cost_of_many(provider, model, usages, total)
         self.cost_usd = float(self._cost)
@@ -139,17 +140,29 @@ class Totals:
 
 
 _USAGE = attrgetter("usage")
-_MODEL = attrgetter("provider", "model")
+_PROVIDER = attrgetter("provider")
+_MODEL = attrgetter("model")
+_NO_USAGE = Usage()
 
 
 def _usages_by_model(calls: list[TranscriptCall]) -> dict[tuple[str, str | None], list[Usage]]:
-    models = set(map(_MODEL, calls))
-    if len(models) == 1:  # one model throughout, the usual batch: no loop in Python
-        return {models.pop(): list(map(_USAGE, calls))}
+    providers, models = set(map(_PROVIDER, calls)), set(map(_MODEL, calls))  # no tuple per call
+    if len(providers) == len(models) == 1:  # one model throughout, the usual batch: no loop in Python
+        return {(providers.pop(), models.pop()): list(map(_USAGE, calls))}
     out: dict[tuple[str, str | None], list[Usage]] = {}
     for c in calls:
         out.setdefault((c.provider, c.model), []).append(c.usage)
     return out
+
+
+def _sum(usages: list[Usage]) -> Usage:
+    """`sum_usages`, in one pass of the native scanner's (`_scan.sums`) where it is built, instead of one
+    pass a field: ~40% of a dry run's totalling (it falls back to `sum_usages` for anything unusual)."""
+    if _native is not None:
+        fields = _native.sums(usages, _NO_USAGE)
+        if fields is not None:
+            return Usage(*fields)
+    return sum_usages(usages)
 
 
 class Sink:
