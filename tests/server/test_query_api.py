@@ -133,6 +133,9 @@ def test_client_mistakes_in_parameters_are_400s(api: Api) -> None:
     for since in ("9999-12-31", "100000000000d"):
         r = api.get("/api/v1/reports/spend", "finance", since=since)
         assert r.status_code == 400 and "out of range" in r.json()["error"]["message"]
+    big = orjson.dumps({"sql": "SELECT 1", "pad": "x" * (2 * 1024 * 1024)})
+    r = api.client.post("/api/v1/sql", content=big, headers={"authorization": f"Bearer {api.tokens['finance']}"})
+    assert r.status_code == 413 and "larger than 1048576 bytes" in r.json()["error"]["message"]
     for threshold in ("nan", "inf", "abc"):
         r = api.get("/api/v1/reports/outliers", "finance", threshold=threshold)
         assert r.status_code == 400 and r.json()["error"]["message"] == "threshold must be a number, e.g. 3.5"

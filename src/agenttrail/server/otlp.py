@@ -50,6 +50,8 @@ from agenttrail.importers.otlp import (
 )
 from agenttrail.importers.to_events import batch_to_events, imported_session_id
 from agenttrail.server.app import Services
+from agenttrail.server.body import BodyTooLarge
+from agenttrail.server.body import read_body as read_limited
 from agenttrail.store.ingest import Attribution, ingest
 from agenttrail.store.keys import KeyInfo
 from agenttrail.store.tables import agent_metric
@@ -221,13 +223,10 @@ def install(svc: Services) -> list[BaseRoute]:
             return _problem(401, e.message)
 
     async def read_body(request: Request) -> bytes | Response:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY:
-            return _problem(413, f"the export is {declared} bytes; at most {MAX_BODY}")
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return _problem(413, f"the export is {len(raw)} bytes; at most {MAX_BODY}")
-        return raw
+        try:
+            return await read_limited(request, MAX_BODY)
+        except BodyTooLarge:
+            return _problem(413, f"the export is larger than {MAX_BODY} bytes; export in smaller batches")
 
     async def logs(request: Request) -> Response:
         key = await authenticate(request)

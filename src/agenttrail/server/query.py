@@ -35,10 +35,12 @@ from agenttrail.reports.period import PeriodError, parse_when
 from agenttrail.reports.registry import OPTIONS, REPORTS, ReportError, run_report
 from agenttrail.reports.render import render_report
 from agenttrail.server.app import Services
+from agenttrail.server.body import BodyTooLarge, read_body
 from agenttrail.store.views import CONTENT_VIEWS
 
 MAX_SQL_ROWS = 100_000
 MAX_SQL_TIMEOUT_S = 60.0
+MAX_SQL_BODY = 1024 * 1024
 _CHUNK = 256 * 1024
 
 
@@ -115,9 +117,11 @@ def install(svc: Services) -> list[BaseRoute]:
 
     async def sql(request: Request, who: Principal) -> Response:
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await read_body(request, MAX_SQL_BODY))
         except orjson.JSONDecodeError:
             raise _Refused(400, 'the body must be JSON: {"sql": "SELECT …"}') from None
+        except BodyTooLarge as e:
+            raise _Refused(413, f"{e}; a SQL request is one statement") from None
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
             raise _Refused(400, 'the body must be JSON: {"sql": "SELECT …"}')
         try:

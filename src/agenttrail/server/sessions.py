@@ -31,12 +31,14 @@ from agenttrail.events import new_id
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.query.access import Principal, audit
 from agenttrail.server.app import Services
+from agenttrail.server.body import BodyTooLarge, read_body
 from agenttrail.store.keys import KeyInfo, create_session_key
 from agenttrail.store.tables import project, virtual_key
 from agenttrail.tracer.timeline import Scope, list_sessions, session_record
 
 DEFAULT_KEY_MAX_HOURS = 24.0
 MAX_KEY_HOURS = 24 * 366
+MAX_START_BODY = 64 * 1024
 MAX_LIST = 500
 # What a session id may be: it travels in URLs, trailers and file names.
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{7,63}")
@@ -158,7 +160,10 @@ def install(svc: Services) -> list[BaseRoute]:
     async def start_route(request: Request) -> Response:
         try:
             key = await authenticate(request)
-            raw = await request.body()
+            try:
+                raw = await read_body(request, MAX_START_BODY)
+            except BodyTooLarge as e:
+                raise _Refused(413, f'{e}; send {{"session_id": "…", "project": "…"}}') from None
             try:
                 body = orjson.loads(raw) if raw.strip() else {}
             except orjson.JSONDecodeError as e:

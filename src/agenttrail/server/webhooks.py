@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from agenttrail.linking import record_pull_requests
 from agenttrail.linking.github import facts_from_webhook, verify_signature
 from agenttrail.server.app import Services
+from agenttrail.server.body import BodyTooLarge, read_body
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SECRET_ENV = "AGENTTRAIL_GITHUB_WEBHOOK_SECRET"
@@ -43,8 +44,9 @@ def install(svc: Services) -> list[BaseRoute]:
                 503,
                 f"no webhook secret is configured: set {SECRET_ENV} or [github] webhook_secret, and the same in GitHub",
             )
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        try:
+            body = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
             return _problem(413, "the payload is larger than GitHub ever sends")
         if not verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
             return _problem(401, "the X-Hub-Signature-256 signature does not match the configured secret")
