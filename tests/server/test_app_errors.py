@@ -41,3 +41,12 @@ def test_a_wrong_method_is_a_json_405_naming_the_right_one(client: TestClient) -
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
     r = client.post("/healthz")
     assert r.status_code == 405 and r.json()["error"]["status"] == 405 and "GET" in r.json()["error"]["message"]
+
+
+def test_a_base_url_with_v1_too_often_or_too_few_is_named(client: TestClient) -> None:
+    r = client.post("/chat/completions", json={})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "base URL lacks /v1 (ANTHROPIC_BASE_URL=http://HOST:PORT, OPENAI_BASE_URL=" in r.json()["error"]["message"]
+    r = client.post("/v1/v1/messages", json={})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert "ends in /v1 once too often" in r.json()["error"]["message"]

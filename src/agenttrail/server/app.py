@@ -158,12 +158,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         message = f"{path} takes {headers.get('Allow', 'other methods')}, not {method}"
     elif exc.status_code == 404:
-        message = f"agenttrail has no endpoint {method} {path}"
+        message = f"agenttrail has no endpoint {method} {path}{_base_url_hint(path)}"
     else:
         message = str(exc.detail)
-    if path.startswith("/v1/"):
-        provider = "anthropic" if path.startswith("/v1/messages") else "openai"
+    if path.startswith("/v1/") or path in _PROVIDER_PATHS:
+        provider = "anthropic" if path.removeprefix("/v1").removeprefix("/v1").startswith("/messages") else "openai"
         response = error_response(provider, GatewayError(exc.status_code, message))
         response.headers.update(headers)
         return response
     return JSONResponse({"error": {"message": message, "status": exc.status_code}}, exc.status_code, headers)
+
+
+# The gateway's paths without their /v1: what a client whose base URL lacks it asks for.
+_PROVIDER_PATHS = ("/messages", "/messages/count_tokens", "/chat/completions", "/responses", "/embeddings", "/models")
+
+
+def _base_url_hint(path: str) -> str:
+    """The usual cause of a 404 from an SDK or agent CLI: its base URL has /v1 once too often or too few."""
+    right = "ANTHROPIC_BASE_URL=http://HOST:PORT, OPENAI_BASE_URL=http://HOST:PORT/v1"
+    if path.startswith("/v1/v1/"):
+        return f"; the client's base URL ends in /v1 once too often ({right})"
+    if path in _PROVIDER_PATHS:
+        return f"; the client's base URL lacks /v1 ({right})"
+    return ""
