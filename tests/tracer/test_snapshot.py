@@ -148,6 +148,25 @@ def test_plain_directory_exact_changes(tmp_path: Path) -> None:
         assert snap.changes() == EXPECTED
 
 
+def test_a_project_holding_the_temporary_folder_does_not_see_our_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `agenttrail run` in /tmp: the private copies went into the project and came out as 1,664 files
+    # the agent "created".
+    root = tmp_path / "plain"
+    root.mkdir()
+    _seed(root)
+    monkeypatch.setattr("tempfile.tempdir", str(root))
+    home = root / "qa" / "agenttrail-home"  # AGENTTRAIL_HOME under /tmp: the session's hooks, a store
+    home.mkdir(parents=True)
+    with take_snapshot(root, SnapshotConfig(skip_paths=(str(home),))) as snap:
+        assert snap.mode == "files" and any(p.name.startswith("agenttrail-snap-") for p in root.iterdir())
+        assert snap.paths() == {"bin.dat", "del.txt", "ren.txt", "src/mod.txt"}
+        _act(root)
+        (home / "agenttrail.db-wal").write_bytes(b"wal")
+        assert snap.changes() == EXPECTED
+
+
 def test_plain_directory_without_git_config(repo: Path) -> None:
     # use_git=False treats even a repo as a plain directory; .git itself is skipped.
     with take_snapshot(repo, SnapshotConfig(use_git=False)) as snap:

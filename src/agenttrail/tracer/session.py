@@ -67,7 +67,7 @@ from agenttrail.tracer.remote import (
 )
 from agenttrail.tracer.sandbox import probe, removed_env_names
 from agenttrail.tracer.sinks import OutboxSink, SinkReport, StoreSink
-from agenttrail.tracer.snapshot import WorkspaceSnapshot
+from agenttrail.tracer.snapshot import SnapshotConfig, WorkspaceSnapshot
 from agenttrail.tracer.strace_parser import PreexistingFiles, TraceConfig
 from agenttrail.tracer.supervisor import Supervisor, strace_problem
 
@@ -195,7 +195,8 @@ class TracedSession:
             self._start_remote()
         try:
             self.engineer = (self.remote.engineer if self.remote else None) or engineer_email(self.cwd)
-            self.snap = WorkspaceSnapshot.take(self.project_dir)
+            # agenttrail's own files (the session's hooks, a local store) are not the agent's work.
+            self.snap = WorkspaceSnapshot.take(self.project_dir, SnapshotConfig(skip_paths=(str(self.opts.home),)))
             self._build_environment()
             self._open_sink()
         except BaseException:

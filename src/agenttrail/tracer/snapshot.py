@@ -46,6 +46,8 @@ class SnapshotConfig:
     # files after it are compared by hash, reported changed with diff_truncated, as the large ones are.
     max_kept_bytes: int = 512 * 1024 * 1024
     skip_dirs: tuple[str, ...] = DEFAULT_SKIP_DIRS  # plain dirs only; in a repo .gitignore decides
+    # Plain dirs only: absolute folders left out wherever they are (agenttrail's home inside /tmp).
+    skip_paths: tuple[str, ...] = ()
     use_git: bool = True
     trust_stat: bool = True  # plain dirs: same size, mtime and inode means unchanged (as git does)
 
@@ -282,9 +284,13 @@ class _FileSnapshot(WorkspaceSnapshot):
 
     def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
         skip = set(self.config.skip_dirs)
+        # Our private copies too, when $TMPDIR is inside the project (`agenttrail run` in /tmp).
+        own = {str(self._tmp.resolve()), *(os.path.realpath(p) for p in self.config.skip_paths)}
         for dirpath, dirnames, filenames in os.walk(self.root):
             links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-            dirnames[:] = sorted(d for d in dirnames if d not in skip and d not in links)
+            dirnames[:] = sorted(
+                d for d in dirnames if d not in skip and d not in links and os.path.join(dirpath, d) not in own
+            )
             for name in sorted([*filenames, *links]):
                 full = os.path.join(dirpath, name)
                 try:
