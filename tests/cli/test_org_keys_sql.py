@@ -91,3 +91,10 @@ def test_names_with_brackets_and_a_config_file(tmp_path, home: str) -> None:  # 
     key = cli("key", "create", "--team", "[red]ops").stdout.splitlines()[0]
     assert key[:12] in cli("key", "list", "-f", "json").stdout
     assert cli("key", "revoke", key[:12]).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["sessions", "-n"], ["alerts", "--limit"]])
+def test_a_limit_below_one_is_refused_before_the_database_sees_it(db_url: str, home: str, command: list[str]) -> None:
+    # PostgreSQL refused LIMIT -1 with a DataError traceback; SQLite read it as no limit at all.
+    p = at(*command, "-1", db=db_url, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "Invalid value for" in p.stderr

@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
     @friendly
     def alerts(
         fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
-        limit: int = typer.Option(200, "--limit", help="How many of the latest alerts."),
+        limit: int = typer.Option(200, "--limit", min=1, help="How many of the latest alerts."),
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     @friendly
     def sessions(
         as_json: bool = typer.Option(False, "--json", help="A JSON list, newest first."),
-        limit: int = typer.Option(50, "--limit", "-n", help="How many sessions."),
+        limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many sessions."),
         local: bool = typer.Option(False, "--local", help=LOCAL_HELP),
         server: str | None = typer.Option(None, "--server", help=SERVER_HELP),
         key: str | None = typer.Option(None, "--key", help="Your virtual key (with --server)."),
