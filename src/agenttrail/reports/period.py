@@ -20,7 +20,7 @@ def parse_when(value: str | None, *, now: datetime, end: bool = False) -> dateti
         when = None
     # Reports step by days and months from these bounds: a year at the calendar's edge would overflow.
     if when is None or when.year >= END_YEAR:
-        raise PeriodError(f"{value!r} is out of range: give a time before the year {END_YEAR}")
+        raise PeriodError(f"{value!r} is out of range: give a time between the years 1 and {END_YEAR - 1}")
     return when
 
 
