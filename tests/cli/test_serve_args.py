@@ -24,3 +24,9 @@ def test_a_port_out_of_range_is_refused(home: str, command: str, port: str) -> N
     # 99999 was taken: uvicorn then listened on some other port while saying 99999.
     p = cli(command, "--port", port)
     assert p.returncode == 2 and "Invalid value for '--port'" in p.stderr
+
+
+def test_help_names_what_serve_runs(home: str) -> None:
+    p = cli("serve", "--help")
+    assert p.returncode == 0 and "OTLP" in p.stdout
+    assert "dashboard" not in p.stdout  # there is none: GET /ui is a 404

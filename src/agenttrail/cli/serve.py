@@ -1,4 +1,4 @@
-"""`agenttrail serve`: gateway + ingest + query + UI, in one process or several (`--workers`)."""
+"""`agenttrail serve`: gateway + ingest + query APIs, in one process or several (`--workers`)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             "processes (one process runs one ingest's Python at a time); SQLite has one writer.",
         ),
     ) -> None:
-        """Run the gateway, ingest, query API and dashboard in one process (or --workers N of them).
+        """Run the gateway, ingest, OTLP, session and query APIs in one process (or --workers N of them).
 
         Point clients at it: ANTHROPIC_BASE_URL=http://HOST:PORT, OPENAI_BASE_URL=http://HOST:PORT/v1,
         with a virtual key from `agenttrail key create` as their API key. The server's own
