@@ -211,6 +211,7 @@ def test_a_session_with_the_server_down_arrives_later_exactly_once(tmp_path: Pat
             )
             sid = session_id_from(done.stderr)
             assert "cannot reach" in done.stderr and "agenttrail sync" in done.stderr
+            assert f"`agenttrail session show {sid}` once `agenttrail sync` has sent it" in done.stderr
             queued = _outbox_events(at_home)
             kinds = [e["kind"] for e in queued]
             assert kinds.count("session_start") == 1 and kinds.count("session_end") == 1

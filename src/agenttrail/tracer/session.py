@@ -515,6 +515,8 @@ class TracedSession:
             f"session {self.session_id} ended: exit {code} ({status}); {self.counts[ev.EXEC]} commands, "
             f"{files_changed} files changed, {len(commits)} commits. "
             f"See it with `agenttrail session show {self.session_id}`"
+            # Until then neither the server nor the local store has it: the command would say "no session".
+            + (" once `agenttrail sync` has sent it" if report.left_to_upload else "")
         )
         return summary
 
