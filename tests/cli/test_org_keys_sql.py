@@ -98,3 +98,11 @@ def test_a_limit_below_one_is_refused_before_the_database_sees_it(db_url: str, h
     # PostgreSQL refused LIMIT -1 with a DataError traceback; SQLite read it as no limit at all.
     p = at(*command, "-1", db=db_url, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "Invalid value for" in p.stderr
+
+
+def test_an_expiry_in_the_past_or_off_the_calendar_is_refused(sqlite_url: str, home: str) -> None:
+    at("team", "add", "payments", db=sqlite_url)
+    for value, message in (("2001-01-01", "is already past"), ("100000000000d", "--expires takes a date")):
+        p = at("key", "create", "--team", "payments", "--expires", value, db=sqlite_url, check=False)
+        assert p.returncode == 1 and "Traceback" not in p.stderr and message in p.stderr, p.stderr
+    assert at("key", "create", "--team", "payments", "--expires", "30d", db=sqlite_url).stdout.startswith("sk-at-")

@@ -17,15 +17,19 @@ def _parse_expiry(value: str | None, now: datetime) -> datetime | None:
         return None
     v = value.strip().lower()
     units = {"d": "days", "h": "hours", "w": "weeks"}
-    if v[-1:] in units and v[:-1].isdigit():
-        return now + timedelta(**{units[v[-1]]: int(v[:-1])})
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
+        if v[-1:] in units and v[:-1].isdigit():
+            when = now + timedelta(**{units[v[-1]]: int(v[:-1])})
+        else:
+            when = datetime.fromisoformat(value)
+            when = when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+    except (ValueError, OverflowError):
         raise UserError(
             f"--expires takes a date (2026-12-31), a time (2026-12-31T18:00) or a span (30d, 12h); got {value!r}"
         ) from None
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+    if when <= now:  # a key born expired is refused at its first call, with nothing said now
+        raise UserError(f"--expires {value} is already past; give a later date or a span such as 30d")
+    return when
 
 
 def register(app: typer.Typer) -> None:
