@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from operator import attrgetter
 from pathlib import Path
@@ -82,6 +82,9 @@ class Totals:
     errors: list[LineError] = field(default_factory=list)
     warnings: int = 0
     _cost: Decimal = Decimal(0)  # add_priced's exact sum; cost_usd is its float
+    # add_priced's calls so far by id: a call read again in a later batch (a copy of a rollout, in
+    # sessions/ and archived_sessions/) is merged into its first reading, not counted twice.
+    _seen: dict[str, tuple[str, str | None, Usage]] = field(default_factory=dict)
 
     def add(self, batch: ImportBatch, events: list[Event]) -> None:
         """A stored (or uploaded) batch: its calls' costs as its `llm_call` events carry them."""
@@ -99,13 +102,44 @@ class Totals:
         `batch_to_events(batch, pricer)`, without an event per call. Its calls are priced together per
         model (`Pricer.cost_of_many`, equal to the sum of each call's price)."""
         self._add_batch(batch)
-        self.calls += len(batch.calls)
+        calls = batch.calls
+        ids = list(map(_CALL_ID, calls))
+        seen = self._seen
+        if seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):  # all new: no loop in Python
+            # What a later reading is merged with: its model and usage, not the record (half the memory).
+            seen.update(
+                zip(ids, zip(map(_PROVIDER, calls), map(_MODEL, calls), map(_USAGE, calls), strict=True), strict=True)
+            )
+        else:  # calls totalled before (a copied file, in an earlier batch or this one): once each
+            fresh = []
+            for call_id, c in zip(ids, calls, strict=True):
+                if call_id in seen:
+                    self._fold(call_id, c, pricer)  # a fresh one of this batch is totalled below, as it was
+                else:
+                    fresh.append(c)
+                    seen[call_id] = (c.provider, c.model, c.usage)
+            calls = fresh
+        self.calls += len(calls)
         self.events += sum(1 for e in batch.events if e.kind not in (SESSION_START, SESSION_END))
-        for (provider, model), usages in _usages_by_model(batch.calls).items():
+        for (provider, model), usages in _usages_by_model(calls).items():
             total = _sum(usages)
             self.usage = self.usage + total
             self._cost += pricer.cost_of_many(provider, model, usages, total)
         self.cost_usd = float(self._cost)
+
+    def _fold(self, call_id: str, again: TranscriptCall, pricer: Pricer) -> None:
+        """A call totalled before, read again: merged as the store merges it (each count's maximum, a
+        missing model filled), and the totals moved by the difference."""
+        provider, model, usage = self._seen[call_id]
+        merged = Usage(*map(max, _fields(usage), _fields(again.usage)))
+        merged_model = model or again.model
+        if merged != usage or merged_model != model:
+            self._seen[call_id] = (provider, merged_model, merged)
+            self.usage = Usage(
+                *(a + b - c for a, b, c in zip(_fields(self.usage), _fields(merged), _fields(usage), strict=True))
+            )
+            self._cost += pricer.cost_of_many(provider, merged_model, [merged])
+            self._cost -= pricer.cost_of_many(provider, model, [usage])
 
     def _add_batch(self, batch: ImportBatch) -> None:
         self.files_read += batch.files_read
@@ -140,6 +174,8 @@ class Totals:
 
 
 _USAGE = attrgetter("usage")
+_CALL_ID = attrgetter("call_id")
+_fields = attrgetter(*(f.name for f in fields(Usage)))
 _PROVIDER = attrgetter("provider")
 _MODEL = attrgetter("model")
 _NO_USAGE = Usage()
