@@ -269,3 +269,77 @@ def test_metrics_count_batches_events_and_writer_turns(client: tuple[TestClient,
     # SQLite: the writer stored the two good batches (in turns one after another); PostgreSQL has no writer.
     turns = samples.get(("agenttrail_ingest_writer_turn_batches_sum", ()), 0)
     assert turns == (2 if engine.dialect.name == "sqlite" else 0)
+
+
+def _session_start(**payload: Any) -> dict[str, Any]:
+    return _item(kind="session_start", payload={"repo": "github.com/acme/api", **payload})
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        (_item(ts="0001-01-01T00:00:00+05:00"), "outside the years UTC can hold"),
+        (_session_start(repo=5), "payload.repo must be text"),
+        (_session_start(agent=["x"], branch={}), "payload.branch must be text"),
+        (_session_start(branch="b" * 301), "payload.branch is longer than 300 characters"),
+        (_session_start(team_id=2**40), "payload.team_id must be a whole number below"),
+        (_item(kind="session_end", payload={"exit_code": "boom"}), "payload.exit_code must be a whole number"),
+        (
+            _item(kind="llm_call", payload={"record": {"provider": "anthropic", "input_tokens": 2**64 - 1}}),
+            "payload.record.input_tokens must be a whole number below",
+        ),
+        (_item(kind="llm_call", payload={"record": {"model": "m" * 201}}), "payload.record.model is longer than 200"),
+        (_item(kind="llm_call", payload={"record": {"tags": {"team": "x"}}}), "payload.record.tags must be text"),
+        (_item(kind="llm_call", payload={"record": "gpt"}), "payload.record must be an object"),
+        (
+            _item(kind="file_write", payload={"source": "snapshot", "path": "a.py", "lines_added": "many"}),
+            "payload.lines_added must be a whole number",
+        ),
+        (_item(kind="commit", payload={"sha": "a" * 65}), "payload.sha is longer than 64 characters"),
+        (_item(kind="commit", payload={"sha": "abc", "author": {"name": "ana"}}), "payload.author must be text"),
+        (_item(kind="exec", payload={"argv": "ls -la"}), "payload.argv must be a list of strings"),
+    ],
+)
+def test_a_value_no_column_can_hold_is_a_400_naming_event_and_field(
+    client: tuple[TestClient, str, Any], bad: dict[str, Any], words: str
+) -> None:
+    """Such a batch was a 503 (the store refused it), which an outbox retries for ever, or a 500."""
+    c, key, engine = client
+    good = _item(event_id="good")
+    bad = {**bad, "event_id": "bad"}
+    r = c.post("/api/v1/ingest", json={"events": [good, bad]}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert words in message and f"event 1 ({bad['kind']} bad)" in message
+    with engine.connect() as conn:  # the batch is refused whole: its good event is not kept either
+        assert conn.execute(select(func.count()).select_from(event)).scalar() == 0
+
+
+def test_values_that_fit_their_columns_are_stored(client: tuple[TestClient, str, Any]) -> None:
+    c, key, _engine = client
+    events = [
+        _session_start(event_id="a", branch="b" * 300, sandboxed=True, team_id=3),
+        _item(event_id="b", kind="session_end", payload={"exit_code": 0, "status": "ok"}),
+        _item(event_id="c", kind="llm_call", payload={"record": {"provider": "openai", "input_tokens": 2**63 - 1}}),
+        _item(event_id="d", kind="file_write", payload={"source": "snapshot", "path": "a.py", "lines_added": "12"}),
+        _item(event_id="e", ts="2026-05-12T11:00:00+02:00"),
+    ]
+    r = c.post("/api/v1/ingest", json={"events": events}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 5
+
+
+def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
+    client: tuple[TestClient, str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunked, so no Content-Length tells the size: the server stops reading at the limit."""
+    c, key, _engine = client
+    monkeypatch.setattr(server_ingest, "MAX_BODY", 10_000)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(1000):  # 1 MB offered in 1 kB pieces
+            yield b" " * 1024
+
+    r = c.post("/api/v1/ingest", content=chunks(), headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 413, r.text
+    assert "larger than 10000 bytes" in r.json()["error"]["message"]

@@ -454,3 +454,30 @@ def test_cumulative_metrics_become_deltas_across_restarts(otlp: Otlp) -> None:
     )
     assert otlp.post("metrics", msg).status_code == 200
     assert sum(r["value"] for r in otlp.rows("SELECT value FROM agent_metric")) == 44.0
+
+
+@pytest.mark.parametrize("tokens", [2**63 - 1, 1e300])
+def test_a_token_count_no_column_can_hold_is_a_400_not_a_500(otlp: Otlp, tokens: float) -> None:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.append(kv("service.name", "claude-code"))
+    huge = claude_record("api_request", 30, model=MODEL, input_tokens=tokens, output_tokens=1, request_id="req_huge")
+    rl.scope_logs.add().log_records.append(huge)
+    r = otlp.post("logs", req)
+    assert r.status_code == 400, r.text
+    assert "cannot store the exported records" in r.json()["message"]
+    assert otlp.rows("SELECT call_id FROM llm_call") == []
+
+
+@pytest.mark.parametrize("cost", [float("nan"), float("inf"), float("-inf")])
+def test_a_metric_value_that_is_no_amount_is_rejected_and_the_rest_kept(otlp: Otlp, cost: float) -> None:
+    """A NaN cost summed into a session made every total NaN, and reconcile showed inf."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+    r = otlp.post("metrics", claude_metrics({"input": 1200.0, "cost": cost}))
+    assert r.status_code == 200, r.text
+    answer = ExportMetricsServiceResponse.FromString(r.content)
+    assert answer.partial_success.rejected_data_points == 1
+    assert "NaN or infinite" in answer.partial_success.error_message
+    rows = otlp.rows("SELECT name, value FROM agent_metric")
+    assert [(r["name"], r["value"]) for r in rows] == [("claude_code.token.usage", 1200.0)]

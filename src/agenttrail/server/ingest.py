@@ -16,8 +16,10 @@ from starlette.routing import BaseRoute, Route
 from agenttrail.events import KINDS, Event
 from agenttrail.gateway.errors import GatewayError
 from agenttrail.server.app import Services
+from agenttrail.server.body import BodyTooLarge, read_body
 from agenttrail.server.ingest_metrics import IngestMetrics
 from agenttrail.server.ingest_writer import IngestWriter
+from agenttrail.store.event_fields import BadEvent
 from agenttrail.store.ingest import Attribution, IngestResult, Prepared, ingest, prepare
 
 log = logging.getLogger(__name__)
@@ -122,9 +124,10 @@ def install(svc: Services) -> list[BaseRoute]:
             key = await svc.keys.authenticate(request.headers)
         except GatewayError as e:
             return _problem(401, e.message)
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return _problem(413, f"the batch is {len(raw)} bytes; at most {MAX_BODY}; send smaller batches")
+        try:
+            raw = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
+            return _problem(413, f"the batch is larger than {MAX_BODY} bytes; send smaller batches")
         who = Attribution(
             team_id=key.team_id, project_id=key.project_id, engineer_id=key.engineer_id, engineer=key.engineer
         )
@@ -143,6 +146,8 @@ def install(svc: Services) -> list[BaseRoute]:
                 result = await to_thread.run_sync(ingest, svc.engine, events, who)
             else:
                 result = await writer.ingest(batch, who)
+        except BadEvent as e:  # found by `prepare` on PostgreSQL (on SQLite, above)
+            return _problem(400, str(e))
         except SQLAlchemyError as e:
             # The store's fault, not the client's: nothing of the batch was kept, and a resend may succeed
             # (an outbox retries a 5xx by itself).

@@ -19,6 +19,7 @@ re-sent export changes nothing: every row remembers its point id.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from agenttrail.importers.to_events import batch_to_events, imported_session_id
 from agenttrail.server.app import Services
 from agenttrail.server.body import BodyTooLarge
 from agenttrail.server.body import read_body as read_limited
+from agenttrail.store.event_fields import BadEvent
 from agenttrail.store.ingest import Attribution, ingest
 from agenttrail.store.keys import KeyInfo
 from agenttrail.store.tables import agent_metric
@@ -251,7 +253,10 @@ def install(svc: Services) -> list[BaseRoute]:
             team_id=key.team_id, project_id=key.project_id, engineer_id=key.engineer_id, engineer=key.engineer
         )
         if events:
-            await to_thread.run_sync(ingest, svc.engine, events, who)
+            try:
+                await to_thread.run_sync(ingest, svc.engine, events, who)
+            except BadEvent as e:  # a value no column can hold (a token count past 64 bits, say)
+                return _problem(400, f"cannot store the exported records: {e}")
         response = ExportLogsServiceResponse()
         if batch.errors:
             response.partial_success.rejected_log_records = len(batch.errors)
@@ -270,9 +275,15 @@ def install(svc: Services) -> list[BaseRoute]:
             points = await to_thread.run_sync(lambda: parse_otlp_metrics(raw, ctype, cenc))
         except OtlpDecodeError as e:
             return _problem(415 if e.unsupported_media_type else 400, str(e))
-        if points:
-            await to_thread.run_sync(lambda: store_metrics(svc.engine, points, default_session=key.session_id))
-        return _success(request, ExportMetricsServiceResponse())
+        # NaN or an infinity is no amount: summed into a session's cost it would make every total NaN.
+        kept = [p for p in points if math.isfinite(p.value)]
+        if kept:
+            await to_thread.run_sync(lambda: store_metrics(svc.engine, kept, default_session=key.session_id))
+        response = ExportMetricsServiceResponse()
+        if len(kept) < len(points):
+            response.partial_success.rejected_data_points = len(points) - len(kept)
+            response.partial_success.error_message = "a data point's value was NaN or infinite"
+        return _success(request, response)
 
     return [
         Route("/otlp/v1/logs", logs, methods=["POST"]),

@@ -29,8 +29,10 @@ from sqlalchemy.exc import DBAPIError
 from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_values
+from agenttrail.store import event_fields
 from agenttrail.store.bulk import by_columns, insert_rows, sqlite_time
 from agenttrail.store.engine import bulk_transaction
+from agenttrail.store.event_fields import END_FIELDS, SESSION_FIELDS, BadEvent
 from agenttrail.store.locks import lock_sessions
 from agenttrail.store.tables import agent_session, event, file_change, git_commit, llm_call
 from agenttrail.store.team_locks import OTHER_TEAM, CallsLock, batch_teams
@@ -111,16 +113,21 @@ def prepare(events: Sequence[Event], *, sqlite: bool = False) -> Prepared:
     # Redacted here whatever the source (an outbox redacts too; twice changes nothing): prompts,
     # commands and diffs hold secrets, and the store must never keep them.
     sent = _redacted(events)
+    event_fields.check(sent)  # what is stored: a redacted value may be longer or shorter
     rows: dict[str, dict[str, Any]] = {}
-    for e in sent:
+    for i, e in enumerate(sent):
         if e.event_id not in rows:  # one event id may repeat inside a batch too; the first one counts
             ts = _naive(e.ts)
+            try:
+                payload = orjson.dumps(e.payload, default=str).decode()
+            except orjson.JSONEncodeError as err:  # an integer past 64 bits, from a decoder that made one
+                raise BadEvent(f"event {i} ({e.kind} {e.event_id}): the payload cannot be stored: {err}") from None
             rows[e.event_id] = {
                 "event_id": e.event_id,
                 "session_id": e.session_id,
                 "ts": sqlite_time(ts) if sqlite else ts,
                 "kind": e.kind,
-                "payload": orjson.dumps(e.payload, default=str).decode(),
+                "payload": payload,
             }
     return Prepared(sent, rows)
 
@@ -300,26 +307,9 @@ def _applied_order(e: Event) -> tuple[bool, datetime]:
     return (e.kind != ev.SESSION_START, e.ts)
 
 
-_SESSION_FIELDS = (
-    "engineer",
-    "repo",
-    "repo_path",
-    "branch",
-    "head_before",
-    "agent",
-    "agent_version",
-    "agent_session_id",
-    "cwd",
-    "host",
-    "source",
-    "sandboxed",
-)
-_END_FIELDS = ("exit_code", "status", "head_after", "agent_session_id")
-
-
 def _session_values(e: Event, who: Attribution) -> dict[str, Any]:
     p = e.payload
-    values: dict[str, Any] = {k: p[k] for k in _SESSION_FIELDS if p.get(k) is not None}
+    values: dict[str, Any] = {k: p[k] for k in SESSION_FIELDS if p.get(k) is not None}
     if isinstance(p.get("command"), list):
         values["command"] = orjson.dumps(p["command"]).decode()
     values.setdefault("engineer", who.engineer)
@@ -337,7 +327,7 @@ def _start_values(e: Event, who: Attribution) -> dict[str, Any]:
 
 def _end_values(e: Event) -> dict[str, Any]:
     p = e.payload
-    return {"ended_at": _naive(e.ts), **{k: p[k] for k in _END_FIELDS if p.get(k) is not None}}
+    return {"ended_at": _naive(e.ts), **{k: p[k] for k in END_FIELDS if p.get(k) is not None}}
 
 
 def _sessions(conn: Connection, events: list[Event], who: Attribution) -> None:
