@@ -37,3 +37,23 @@ async def test_stop_flushes_what_is_pending(db_url: str) -> None:
     await rec.stop()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(llm_call)).scalar_one() == 7
+
+
+async def test_a_client_s_overlong_model_name_does_not_stop_the_recording(db_url: str) -> None:
+    """PostgreSQL refused the batch holding it, and the recorder retried that batch for ever, so no call
+    after it was recorded either; the column now gets what fits."""
+    engine = open_engine(db_url)
+    rec = Recorder(engine, batch_size=10, interval_s=60)
+    usual = {"model_requested": "claude-sonnet-4-5", "model": "claude-sonnet-4-5", "client": "claude-cli"}
+    odd = {**_row(), "model_requested": "m" * 300, "model": "n" * 250, "client": "c" * 400}
+    for row in ({**_row(), **usual}, odd, {**_row(), **usual}):  # as the gateway makes them: the same keys
+        rec.add(row)
+    await rec.flush()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(llm_call)).scalar_one() == 3
+        got = conn.execute(
+            select(llm_call.c.model_requested, llm_call.c.model, llm_call.c.client).where(
+                llm_call.c.call_id == odd["call_id"]
+            )
+        ).one()
+    assert tuple(got) == ("m" * 200, "n" * 200, "c" * 300)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
@@ -281,14 +281,16 @@ def _session_start(**payload: Any) -> dict[str, Any]:
         (_item(ts="0001-01-01T00:00:00+05:00"), "outside the years UTC can hold"),
         (_session_start(repo=5), "payload.repo must be text"),
         (_session_start(agent=["x"], branch={}), "payload.branch must be text"),
-        (_session_start(branch="b" * 301), "payload.branch is longer than 300 characters"),
         (_session_start(team_id=2**40), "payload.team_id must be a whole number below"),
         (_item(kind="session_end", payload={"exit_code": "boom"}), "payload.exit_code must be a whole number"),
         (
             _item(kind="llm_call", payload={"record": {"provider": "anthropic", "input_tokens": 2**64 - 1}}),
             "payload.record.input_tokens must be a whole number below",
         ),
-        (_item(kind="llm_call", payload={"record": {"model": "m" * 201}}), "payload.record.model is longer than 200"),
+        (
+            _item(kind="llm_call", payload={"record": {"request_id": "r" * 201}}),
+            "payload.record.request_id is longer than 200",
+        ),
         (_item(kind="llm_call", payload={"record": {"tags": {"team": "x"}}}), "payload.record.tags must be text"),
         (_item(kind="llm_call", payload={"record": "gpt"}), "payload.record must be an object"),
         (
@@ -343,3 +345,28 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
     r = c.post("/api/v1/ingest", content=chunks(), headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 413, r.text
     assert "larger than 10000 bytes" in r.json()["error"]["message"]
+
+
+def test_text_longer_than_its_column_is_cut_there_and_kept_whole_in_the_event(
+    client: tuple[TestClient, str, Any],
+) -> None:
+    """PostgreSQL refused such a value and with it the batch (a 503); the column gets what fits."""
+    c, key, engine = client
+    branch, model = "feature/" + "b" * 400, "m" * 250
+    events = [
+        _session_start(event_id="start", session_id="s9", branch=branch, agent="claude-code"),
+        _item(event_id="again", kind="session_start", session_id="s9", payload={"branch": branch + "-2"}),
+        _item(event_id="call", session_id="s9", kind="llm_call", payload={"record": {"provider": "x", "model": model}}),
+    ]
+    r = c.post("/api/v1/ingest", json={"events": events[:1]}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    r = c.post("/api/v1/ingest", json={"events": events[1:]}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text  # the second start updates the row: the update is cut too
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT branch FROM agent_session WHERE session_id = 's9'")).scalar()
+            == ((branch + "-2")[:300])
+        )
+        assert conn.execute(text("SELECT model FROM llm_call")).scalar() == model[:200]
+        payload = conn.execute(text("SELECT payload FROM event WHERE event_id = 'again'")).scalar()
+    assert branch + "-2" in payload

@@ -16,6 +16,7 @@ from typing import Any
 from anyio import to_thread
 from sqlalchemy import Engine
 
+from agenttrail.store.bulk import clipped
 from agenttrail.store.locks import lock_call_periods, lock_sessions
 from agenttrail.store.tables import llm_call
 
@@ -86,7 +87,9 @@ class Recorder:
             # then wants the period rows, which this insert would otherwise hold while waiting for it.
             lock_sessions(conn, {r["session_id"] for r in batch if r.get("session_id")})
             lock_call_periods(conn)
-            conn.execute(llm_call.insert(), batch)
+            # A client's model name longer than its column is cut to it: PostgreSQL would refuse the
+            # whole batch, and every retry of it, so that no later call was recorded either.
+            conn.execute(llm_call.insert(), clipped(llm_call, batch))
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -15,11 +15,12 @@ Rows are grouped by the columns they name, so a column a row leaves out takes it
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Float, Integer, Table
+from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Float, Integer, String, Table
 
 from agenttrail.store.rollup_pause import rollups_paused
 
@@ -35,6 +36,7 @@ def insert_rows(
     """Insert `rows`; with `ignore`, a row whose key exists is skipped. Returns the `returning` column
     of the rows inserted (an empty list without `returning`)."""
     out: list[Any] = []
+    rows = clipped(table, rows)
     if conn.dialect.name == "postgresql":
         for group in by_columns(rows):
             out += _unnest(conn, table, group, ignore, returning)
@@ -42,6 +44,30 @@ def insert_rows(
     with rollups_paused(conn, table, rows):
         for group in by_columns(rows):
             out += _values(conn, table, group, ignore, returning)
+    return out
+
+
+@functools.cache
+def _lengths(table: Table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+
+
+def clipped(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose text is cut to its column's length. PostgreSQL refuses a longer value and with it the
+    whole statement (a gateway's batch of call records, an import), where SQLite stores anything; the
+    full text stays where it came from (an event's payload). Identities are checked before they get
+    here (`store.event_fields`); the `event` table's own columns are checked when a batch is parsed."""
+    lengths = _lengths(table) if table.name != "event" else {}
+    if not lengths:
+        return rows
+    out = rows
+    for i, r in enumerate(rows):
+        for name, length in lengths.items():
+            v = r.get(name)
+            if type(v) is str and len(v) > length:
+                if out is rows:
+                    out = list(rows)
+                out[i] = r = {**r, name: v[:length]}
     return out
 
 

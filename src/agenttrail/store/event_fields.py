@@ -23,6 +23,8 @@ from agenttrail.store.tables import agent_session, file_change, git_commit, llm_
 
 INT32 = 2**31
 INT64 = 2**63
+# Columns that name a thing other rows are matched on: never shortened.
+IDENTITIES = frozenset({"call_id", "request_id", "agent_session_id", "session_id"})
 
 
 class BadEvent(ValueError):
@@ -131,8 +133,11 @@ def _fits(col: Column[Any], v: Any) -> str | None:
     if isinstance(kind, String):  # Text too
         if not isinstance(v, str):
             return "must be text"
+        # Other text longer than its column is cut to it where it is copied (store.bulk); the event keeps
+        # it whole. An identity cut short could match another's, so it is refused instead.
         length = kind.length
-        return None if length is None or len(v) <= length else f"is longer than {length} characters"
+        if col.name in IDENTITIES and length is not None and len(v) > length:
+            return f"is longer than {length} characters"
     return None
 
 

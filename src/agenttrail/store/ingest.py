@@ -30,7 +30,7 @@ from agenttrail import events as ev
 from agenttrail.events import Event
 from agenttrail.redact import redact_values
 from agenttrail.store import event_fields
-from agenttrail.store.bulk import by_columns, insert_rows, sqlite_time
+from agenttrail.store.bulk import by_columns, clipped, insert_rows, sqlite_time
 from agenttrail.store.engine import bulk_transaction
 from agenttrail.store.event_fields import END_FIELDS, SESSION_FIELDS, BadEvent
 from agenttrail.store.locks import lock_sessions
@@ -353,7 +353,7 @@ def _sessions(conn: Connection, events: list[Event], who: Attribution) -> None:
     made = set(insert_rows(conn, agent_session, rows, ignore=True, returning=agent_session.c.session_id))
     # The rows that existed already: the start fields, then the end fields, as updates.
     for fields in (starts, ends):
-        updates = [{"sid": sid, **v} for sid, v in fields.items() if sid not in made]
+        updates = clipped(agent_session, [{"sid": sid, **v} for sid, v in fields.items() if sid not in made])
         for group in by_columns(updates):
             # No values(): the SET clause is the columns the parameters name.
             conn.execute(update(agent_session).where(agent_session.c.session_id == bindparam("sid")), group)
