@@ -283,3 +283,31 @@ def test_progress_bar_in_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert totals.calls == 6
     shown = out.getvalue()
     assert "claude-code" in shown and "2 sessions · 6 calls · 0 unreadable" in shown and "kB" in shown
+
+
+def _odd_request_id(projects: Path) -> None:
+    t = ClaudeTranscript(cwd="/home/dev/repo")
+    t.prompt("fix the bug")
+    t.response([{"type": "text", "text": "Looking."}], anthropic_usage(1000, 100), request_id="req_" + "x" * 300)
+    t.response([{"type": "text", "text": "Fixed."}], anthropic_usage(20, 30))
+    t.write(projects)
+
+
+def test_a_value_no_column_can_hold_leaves_its_event_out_not_the_import(tmp_path: Path) -> None:
+    """A request id longer than any (from a damaged file) was a traceback that stopped the import."""
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    _odd_request_id(tmp_path / "home" / ".claude" / "projects")
+    out = at("import", "claude-code", "--db", db, env=user_env(tmp_path))
+    assert "left out: event" in out.stderr and "request_id is longer than 200 characters" in out.stderr, out.stderr
+    engine = open_engine(db)
+    assert q(engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 1  # the other call is stored
+    assert q(engine, "SELECT COUNT(*) AS n FROM sessions")[0]["n"] == 1
+
+
+def test_an_upload_leaves_out_what_the_server_would_refuse(server: Server, tmp_path: Path) -> None:
+    """Sent, the event made the server refuse its whole batch (a 400), and the upload stopped there."""
+    _odd_request_id(tmp_path / "home" / ".claude" / "projects")
+    env = user_env(tmp_path, AGENTTRAIL_KEY=server.key)
+    out = at("import", "claude-code", "--server", server.url, "--db", f"sqlite:///{tmp_path / 'l.db'}", env=env)
+    assert "left out: event" in out.stderr, out.stderr
+    assert q(server.engine, "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 1

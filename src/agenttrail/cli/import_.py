@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     # dry run needs none of them, and importing them cost it ~0.6 s of CPU before reading a byte.
     from agenttrail.importers.store_state import SqlStateStore
     from agenttrail.pricing import Pricer
+    from agenttrail.store.event_fields import BadEvent
 
 import_app = typer.Typer(
     help="Import the agents' own transcripts: Claude Code (~/.claude/projects) and Codex ($CODEX_HOME/sessions).",
@@ -228,10 +229,22 @@ class LocalSink(Sink):
         self.engine = open_engine(settings.database_url)
 
     def put(self, events: list[Event]) -> tuple[int, int]:
+        from agenttrail.store.event_fields import BadEvent
         from agenttrail.store.ingest import Attribution, ingest
 
-        r = ingest(self.engine, events, Attribution())
-        return r.accepted, r.duplicates
+        while True:
+            try:
+                r = ingest(self.engine, events, Attribution())
+                return r.accepted, r.duplicates
+            except BadEvent as e:
+                events = _left_out(events, e)
+
+
+def _left_out(events: list[Event], e: BadEvent) -> list[Event]:
+    """A value no column can hold (an id longer than any, from a damaged file): that event is left out
+    and named, as an unreadable line is, and the import goes on."""
+    err_console.print(f"left out: {e}", markup=False, highlight=False, soft_wrap=True)
+    return events[: e.index] + events[e.index + 1 :]
 
 
 class ServerSink(Sink):
@@ -250,6 +263,14 @@ class ServerSink(Sink):
         self.uploader.start(interval_s=0.5)
 
     def put(self, events: list[Event]) -> tuple[int, int]:
+        from agenttrail.store.event_fields import BadEvent, check
+
+        while True:  # what the server would refuse (a 400 that stops the upload) is left out here
+            try:
+                check(events)
+                break
+            except BadEvent as e:
+                events = _left_out(events, e)
         n = self.outbox.put(events)
         self.uploader.wake()
         return n, len(events) - n

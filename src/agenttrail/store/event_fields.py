@@ -28,7 +28,12 @@ IDENTITIES = frozenset({"call_id", "request_id", "agent_session_id", "session_id
 
 
 class BadEvent(ValueError):
-    """An event of the batch cannot be stored as sent; the message names it and what is wrong."""
+    """An event of the batch cannot be stored as sent; the message names it and what is wrong, `index`
+    is its place in the batch."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def check(events: Iterable[Event]) -> None:
@@ -40,7 +45,7 @@ def check(events: Iterable[Event]) -> None:
         if fault is None and e.kind in _CHECKED:
             fault = next(_faults(e), None)
         if fault:
-            raise BadEvent(f"event {i} ({e.kind} {e.event_id}): {fault}")
+            raise BadEvent(f"event {i} ({e.kind} {e.event_id}): {fault}", i)
 
 
 def _time_fault(e: Event) -> str | None:

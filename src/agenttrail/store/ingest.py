@@ -121,7 +121,7 @@ def prepare(events: Sequence[Event], *, sqlite: bool = False) -> Prepared:
             try:
                 payload = orjson.dumps(e.payload, default=str).decode()
             except orjson.JSONEncodeError as err:  # an integer past 64 bits, from a decoder that made one
-                raise BadEvent(f"event {i} ({e.kind} {e.event_id}): the payload cannot be stored: {err}") from None
+                raise BadEvent(f"event {i} ({e.kind} {e.event_id}): the payload cannot be stored: {err}", i) from None
             rows[e.event_id] = {
                 "event_id": e.event_id,
                 "session_id": e.session_id,
