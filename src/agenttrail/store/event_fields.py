@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -94,8 +95,7 @@ def _faults(e: Event) -> Iterator[str]:
         if record is not None and not isinstance(record, dict):
             yield "payload.record must be an object"
         elif record:
-            keys = [k for k in record if k in llm_call.c and k not in ("started_at", "ended_at")]
-            yield from _columns(llm_call, record, keys, "payload.record")
+            yield from _columns(llm_call, record, [k for k in record if k in _CALL_KEYS], "payload.record")
     elif kind in _SNAPSHOT_KINDS and p.get("source") == "snapshot":
         yield from _columns(file_change, p, _SNAPSHOT_KEYS, "payload")
         for k in ("lines_added", "lines_removed"):
@@ -110,13 +110,51 @@ def _faults(e: Event) -> Iterator[str]:
             yield "payload.argv must be a list of strings"
 
 
+_CALL_KEYS = frozenset(llm_call.c.keys()) - {"started_at", "ended_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Kinds:
+    """A table's columns by what fits them at a glance; the rest, and any value these do not pass, go
+    through `_fits`. Every call record and session is checked, field by field, on every ingest."""
+
+    text: frozenset[str]  # any str fits (longer text is cut where it is copied)
+    ints: dict[str, int]  # a Python int fits when -bound <= v < bound
+    floats: frozenset[str]
+
+    @classmethod
+    def of(cls, table: Table) -> _Kinds:
+        text, ints, floats = set(), {}, set()
+        for col in table.columns:
+            kind = col.type
+            if isinstance(kind, String) and not (col.name in IDENTITIES and kind.length is not None):
+                text.add(col.name)
+            elif isinstance(kind, Integer) and not isinstance(kind, Boolean):
+                ints[col.name] = INT64 if isinstance(kind, BigInteger) else INT32
+            elif isinstance(kind, Float):
+                floats.add(col.name)
+        return cls(frozenset(text), ints, frozenset(floats))
+
+
+_KINDS = {t.name: _Kinds.of(t) for t in (agent_session, file_change, git_commit, llm_call)}
+
+
 def _columns(table: Table, values: dict[str, Any], keys: Iterable[str], where: str) -> Iterator[str]:
+    kinds = _KINDS[table.name]
     for k in keys:
         v = values.get(k)
-        if v is not None:
-            fault = _fits(table.c[k], v)
-            if fault:
-                yield f"{where}.{k} {fault}"
+        if v is None:
+            continue
+        t = type(v)  # exactly: a bool is an int, and must take the long way
+        if (
+            (t is str and k in kinds.text)
+            or (t is int and -kinds.ints.get(k, 0) <= v < kinds.ints.get(k, 0))
+            or (t is float and k in kinds.floats and math.isfinite(v))
+        ):
+            continue
+        fault = _fits(table.c[k], v)
+        if fault:
+            yield f"{where}.{k} {fault}"
 
 
 def _fits(col: Column[Any], v: Any) -> str | None:
