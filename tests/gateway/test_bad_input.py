@@ -183,3 +183,62 @@ def test_upstream_base_url_with_a_path_prefix(make_gateway, mock_url) -> None:
     openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0).chat.completions.create(**O_BODY)
     paths = sorted(r["path"] for r in gw.upstream_requests())
     assert paths == ["/corp/anthropic/v1/messages", "/corp/openai/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("endpoint", ["messages", "chat"])
+def test_an_upstream_error_event_mid_stream_is_relayed_once_and_recorded(gw, endpoint) -> None:
+    # An overloaded_error (Anthropic) or an error chunk (Chat Completions) in a 200 stream: the client
+    # got the provider's own error event, then a second one from the gateway, and the record kept only
+    # "the upstream stream ended before its final event", losing what the provider said.
+    gw.mock("fail", {"mode": "stream_error", "status": 529, "count": 1, "message": "Overloaded right now"})
+    if endpoint == "messages":
+        r = httpx.post(gw.url + "/v1/messages", json=dict(A_BODY, stream=True), headers=_a_headers(gw.key))
+        assert r.text.count("event: error") == 1
+    else:
+        r = httpx.post(gw.url + "/v1/chat/completions", json=dict(O_BODY, stream=True), headers=_o_headers(gw.key))
+        assert r.text.count('"error"') == 1
+    assert "Overloaded right now" in r.text and "agenttrail gateway" not in r.text
+    (row,) = gw.calls(expect=1)
+    assert row["status"] == "upstream_error"
+    assert "Overloaded right now" in row["error"]
+
+
+@pytest.mark.parametrize("endpoint", ["messages", "chat", "responses"])
+def test_a_cut_off_json_answer_is_a_provider_error_not_broken_json(gw, endpoint) -> None:
+    # The upstream's 200 with half a JSON body was relayed as it was: the SDKs raised a bare
+    # JSONDecodeError from their parser instead of an API error a person can read.
+    gw.mock("fail", {"mode": "garbled", "count": 1})
+    if endpoint == "messages":
+        a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as ae:
+            a.messages.create(**A_BODY)
+        status, text = ae.value.status_code, str(ae.value)
+    else:
+        o = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as oe:
+            if endpoint == "chat":
+                o.chat.completions.create(**O_BODY)
+            else:
+                o.responses.create(model="gpt-4o", input="hi")
+        status, text = oe.value.status_code, str(oe.value)
+    assert status == 502 and "not JSON" in text
+    (row,) = gw.calls()
+    assert (row["status"], row["http_status"]) == ("upstream_bad_body", 200)
+
+
+def test_secrets_in_what_a_call_record_keeps_are_redacted(gw) -> None:
+    # The gateway stores no prompt, but a call's row keeps the upstream's error message (which may
+    # quote the request), the client's tags header and its user agent: all were stored as sent.
+    ghp = "ghp_" + "R4nd0mT0k3nV4lu3ABCDEFGHIJKLMNOPQRST"
+    slack = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+    aws = "AKIAIOSFODNN7EXAMPL3"
+    gw.mock("fail", {"status": 400, "count": 1, "message": f"invalid content: {ghp} in messages[0]"})
+    headers = {**_a_headers(gw.key), "x-agenttrail-tags": f"ticket=PAY-1,token={slack}", "user-agent": f"tool {aws}"}
+    r = httpx.post(gw.url + "/v1/messages", json=A_BODY, headers=headers)
+    assert r.status_code == 400 and ghp in r.text  # the client still gets the provider's answer as it was
+    (row,) = gw.calls()
+    stored = f"{row['error']} {row['tags']} {row['client']}"
+    for secret in (ghp, slack, aws):
+        assert secret not in stored
+    assert "[REDACTED:github_token]" in row["error"] and "PAY-1" in row["tags"]
+    assert "[REDACTED:aws_access_key]" in row["client"]

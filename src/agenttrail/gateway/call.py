@@ -11,6 +11,7 @@ import orjson
 
 from agenttrail.events import new_id
 from agenttrail.gateway.providers.base import Endpoint
+from agenttrail.redact import redact_obj, redact_text
 from agenttrail.store.keys import KeyInfo
 from agenttrail.usage import Usage
 
@@ -82,12 +83,14 @@ class Call:
             "price_source": self.price_source,
             "status": self.status,
             "http_status": self.http_status,
-            "error": self.error[:2000] if self.error else None,
+            # The gateway keeps no prompt, but these three can quote one (an upstream's error message)
+            # or carry whatever a client put in a header: redacted like everything agenttrail stores.
+            "error": redact_text(self.error)[:2000] if self.error else None,
             "latency_ms": self.latency_ms,
             "ttft_ms": self.ttft_ms,
             "stream": self.stream,
-            "client": self.client[:300] if self.client else None,
+            "client": redact_text(self.client)[:300] if self.client else None,
             "request_id": self.request_id,
-            "tags": orjson.dumps(self.tags).decode() if self.tags else None,
+            "tags": orjson.dumps(redact_obj(self.tags)).decode() if self.tags else None,
             "cache_hit": self.cache_hit,
         }

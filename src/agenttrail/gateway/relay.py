@@ -122,6 +122,18 @@ async def _whole(spec: ProviderSpec, call: Call, upstream: UpstreamResponse, fin
         call.status = "ok" if parsed is not None or not call.endpoint.billable else "upstream_bad_body"
         if call.status != "ok":
             call.error = "upstream answered with a body that is not JSON"
+            finish(call)
+            # Relayed as it is, a cut-off body reaches the client's JSON parser: the SDKs raise a bare
+            # JSONDecodeError. An error in the provider's shape says what happened, and a retry may help.
+            return error_response(
+                spec.name,
+                GatewayError(
+                    502,
+                    f"agenttrail gateway: the {spec.name} upstream answered {upstream.status} with a body "
+                    "that is not JSON (cut off or garbled); try again",
+                    retry=True,
+                ),
+            )
     else:
         call.status = "upstream_error"
         call.error = _error_message(parsed, content)
@@ -183,7 +195,12 @@ async def _stream(
             yield stream_error_event(spec.name, f"agenttrail gateway: {call.error}")
             ended = True
             return
-        if not observer.complete:
+        if not observer.complete and observer.error:
+            # The provider ended its stream with its own error event (Anthropic's overloaded_error, a
+            # Chat Completions error chunk): the client has read it already; one error is enough.
+            call.status = "upstream_error"
+            call.error = observer.error
+        elif not observer.complete:
             call.status = "upstream_incomplete"
             call.error = "the upstream stream ended before its final event"
             yield stream_error_event(spec.name, f"agenttrail gateway: {call.error}")
