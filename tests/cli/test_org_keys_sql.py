@@ -37,6 +37,17 @@ def test_directory_keys_and_sql(db_url: str, home: str) -> None:
     assert json.loads(at("key", "list", "-f", "json", db=db_url).stdout)[0]["status"] == "revoked"
 
 
+def test_a_new_key_or_token_is_all_that_stdout_holds(db_url: str, home: str) -> None:
+    # `export OPENAI_API_KEY=$(agenttrail key create …)` took the note after the key too ("sk-at-… key
+    # sk-at-AbC… for team payments. It is shown only now: …"): the variable held no usable key.
+    at("team", "add", "payments", db=db_url)
+    out = at("key", "create", "--team", "payments", db=db_url)
+    assert out.stdout.startswith("sk-at-") and out.stdout.strip().split() == [out.stdout.strip()]
+    assert "shown only now" in out.stderr
+    out = at("token", "create", "--role", "finance", db=db_url)
+    assert len(out.stdout.split()) == 1 and "shown only this once" in out.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, engine_for, friendly
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, UserError, console, engine_for, err_console, friendly
 from agenttrail.clock import SystemClock
 from agenttrail.query.output import FORMATS, render
 from agenttrail.store import keys as keystore
@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
         scope = ", ".join(
             f"{k} {v}" for k, v in (("team", info.team), ("project", info.project), ("engineer", info.engineer)) if v
         )
-        console.print(
+        # On stderr: stdout holds the key alone, so `KEY=$(agenttrail key create …)` is the key.
+        err_console.print(
             f"[dim]key {info.prefix}… for {scope}. It is shown only now: store it safely.[/]", highlight=False
         )
 

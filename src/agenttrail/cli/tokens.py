@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, err_console, fail, friendly
 from agenttrail.clock import SystemClock
 from agenttrail.query.output import FORMATS, render
 from agenttrail.query.tokens import ROLES, create_token, list_tokens, revoke_token
@@ -35,7 +35,8 @@ def create(
         fail(f"--role must be one of {', '.join(ROLES)}")
     token, info = create_token(engine_for(db, config), role=role, name=name, team_name=team, now=SystemClock().now())
     print(token)
-    console.print(f"[dim]{info.role} token {info.prefix}… created; it is shown only this once[/]", highlight=False)
+    # On stderr: stdout holds the token alone, so `TOKEN=$(agenttrail token create …)` is the token.
+    err_console.print(f"[dim]{info.role} token {info.prefix}… created; it is shown only this once[/]", highlight=False)
 
 
 @token_app.command("list")
