@@ -279,3 +279,21 @@ def test_a_killed_run_takes_the_sandboxed_agent_with_it(project: dict[str, Any])
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_secret_alone_in_a_command_line_is_not_stored(project: dict[str, Any]) -> None:
+    """`aws configure set aws_secret_access_key X`: X is an argv element of its own, which no pattern
+    recognises; it must not reach the store, neither in the exec event nor in the launch command."""
+    secret, password = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "Hunter2Secret9"
+    script = f"echo aws_secret_access_key {secret} >/dev/null; /bin/echo --password {password} grep -rn token src"
+    done = _run(project, "--", "bash", "-c", script)
+    assert done.returncode == 0, done.stderr
+    rec = _record(project, _sid(done.stderr))
+    stored = json.dumps(rec)
+    assert secret not in stored and password not in stored
+    echo = [e for e in rec["events"] if e["kind"] == "exec" and e["payload"]["argv"][0] == "/bin/echo"]
+    assert echo and echo[0]["payload"]["argv"][1] == "--password"
+    assert echo[0]["payload"]["argv"][3:] == ["grep", "-rn", "token", "src"]  # not a secret: kept as typed
+    done = _run(project, "--", "/bin/echo", "aws_secret_access_key", secret)
+    rec = _record(project, _sid(done.stderr))
+    assert secret not in json.dumps(rec) and rec["start"]["command"][:2] == ["/bin/echo", "aws_secret_access_key"]

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, bindparam, text
 from agenttrail.exports.tables import plain_value
 from agenttrail.redact import redact_obj
 from agenttrail.reports.base import Filters
+from agenttrail.tracer.argv_redact import redact_argv
 
 # Event kind -> the record's list it goes to; session_start/end and llm_call are summarised elsewhere.
 EVENT_LISTS = {
@@ -114,18 +115,6 @@ def _details(engine: Engine, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
             _in("SELECT session_id, repo, number, how FROM pr_sessions WHERE session_id IN :ids"), {"ids": list(ids)}
         ):
             out[sid]["pull_requests"].append({"repo": repo, "number": number, "linked_by": how})
-    return out
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """An argv's secret can sit alone in the element after its name (`--token X`,
-    `aws configure set aws_secret_access_key X`), where no pattern can see it; judge each element by
-    the one before it, as a value under that key."""
-    out = list(argv)
-    for i in range(1, len(out)):
-        name = out[i - 1].lstrip("-").split("=", 1)[0]
-        if name and not out[i].startswith("-") and "=" not in out[i - 1]:
-            out[i] = redact_obj({name: out[i]})[name]
     return out
 
 

@@ -42,6 +42,7 @@ from agenttrail.store.database import open_engine
 from agenttrail.store.engine import StoreError
 from agenttrail.store.ingest import Attribution
 from agenttrail.tracer.agents import AgentInfo, agent_session_id, detect_agent
+from agenttrail.tracer.argv_redact import redact_argv
 from agenttrail.tracer.commit_hook import install_hooks
 from agenttrail.tracer.environment import (
     agent_environment,
@@ -291,7 +292,7 @@ class TracedSession:
             "agent_version": self.agent.version,
             "agent_executable": self.agent.executable,
             "agent_session_id": agent_session_id(self.agent.name, self.env),
-            "command": list(self.opts.command),
+            "command": redact_argv(self.opts.command, lenient=True),
             "cwd": self.cwd,
             "host": socket.gethostname(),
             "source": "traced",
@@ -358,6 +359,8 @@ class TracedSession:
                 return
             batch = [event]
             if event.kind == ev.EXEC:
+                if isinstance(event.payload.get("argv"), list):
+                    event.payload["argv"] = redact_argv(event.payload["argv"], lenient=True)
                 batch += package_events(event)
             if self.watch is not None:
                 self.watch.see(event)
