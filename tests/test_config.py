@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -84,3 +85,53 @@ def test_bad_environment_says_which_variable(tmp_path: Path, var: str, value: st
         load_settings(env={"AGENTTRAIL_HOME": str(tmp_path), var: value})
     good = load_settings(env={"AGENTTRAIL_HOME": str(tmp_path), "AGENTTRAIL_UPSTREAM_READ_TIMEOUT_S": "2.5"})
     assert good.upstream_read_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # Each of these started the server as if the file said nothing: no upstream, no limit, no cache.
+        ('[upstream.anthropic]\nbase_url = "http://h"\n', "unknown table [upstream]; did you mean [upstreams]"),
+        ("[limit.key]\nrpm = 5\n", "unknown table [limit]; did you mean [limits]"),
+        ("[budget]\ntimezone = 'UTC'\n", "did you mean [budgets]"),
+        ('databse_url = "sqlite:///x.db"\n', "unknown setting databse_url; did you mean database_url"),
+        ("[cache]\nenable = true\n", "[cache] has no setting enable; did you mean enabled"),
+        ('[upstreams.anthropic]\nbaseurl = "http://x"\n', "[upstreams.anthropic] has no setting baseurl"),
+        ("[upstreams.antropic]\nx = 1\n", "[upstreams] has no setting antropic; did you mean anthropic"),
+        ("[gateway]\nmax_body = 5\n", "[gateway] has no setting max_body; did you mean max_body_mb"),
+        ("[budgets]\nleasepct = 2\n", "[budgets] has no setting leasepct; did you mean lease_pct"),
+        ("[routing]\nalias = {}\n", "[routing] has no setting alias; did you mean aliases"),
+        ("[routing.downgrade]\nat = 80\n", "[routing.downgrade] has no setting at"),
+        ("[alerts]\nwebhook = []\n", "[alerts] has no setting webhook; did you mean webhooks"),
+    ],
+)
+def test_a_misspelt_table_or_setting_is_named_not_ignored(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_settings(env={"AGENTTRAIL_HOME": str(tmp_path)})
+
+
+def test_every_documented_table_is_known(tmp_path: Path) -> None:
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(
+        'home = "/tmp/x"\ndatabase_url = "sqlite:///x.db"\n'
+        '[upstreams.anthropic]\nbase_url = "http://a"\napi_key = "k"\n[upstreams.openai]\nbase_url = "http://o/v1"\n'
+        "[gateway]\nmax_body_mb = 1\nconnect_timeout_s = 1\nread_timeout_s = 1\n"
+        '[budgets]\ntimezone = "UTC"\nlease_pct = 1\n[alerts]\nwebhooks = []\nmax_attempts = 2\n'
+        "[limits.key]\nrpm = 1\n[routing]\nmax_attempts = 2\n[routing.downgrade]\nat_pct = 80\n"
+        "[cache]\nenabled = true\nttl_s = 5\n[retention]\ncontent_days = 9\n[sessions]\nkey_max_hours = 2\n"
+        '[github]\nwebhook_secret = "s"\n[prices."m"]\ninput = 1\n'
+    )
+    assert load_settings(env={"AGENTTRAIL_HOME": str(tmp_path)}).max_body_bytes == 1024 * 1024
+
+
+@pytest.mark.parametrize("value", ['"false"', '"no"', "0", '"yes"'])
+def test_cache_enabled_takes_true_or_false_only(tmp_path: Path, value: str) -> None:
+    # bool("false") is True: `enabled = "false"` switched the response cache on.
+    from agenttrail.governance.cache import CacheSettings
+
+    cfg = tmp_path / "agenttrail.toml"
+    cfg.write_text(f"[cache]\nenabled = {value}\n")
+    with pytest.raises(ConfigError, match=r"\[cache\] enabled must be true or false"):
+        CacheSettings.from_settings(load_settings(env={"AGENTTRAIL_HOME": str(tmp_path)}))

@@ -7,6 +7,7 @@ by `--config`, else `$AGENTTRAIL_CONFIG`, else `$AGENTTRAIL_HOME/agenttrail.toml
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tomllib
@@ -101,6 +102,75 @@ def _read_toml(p: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {p}: {e.strerror}") from None
 
 
+# What agenttrail.toml may hold (docs/configuration.md). A misspelt table or setting used to be read
+# as if it were not there: `[upstream.anthropic]` sent calls to the real provider, `[limit.key]` left
+# keys unlimited, `[cache] enable = true` kept the cache off, and the server started without a word.
+# Tables whose keys are names (prices, aliases, fallbacks, overrides) and the tables other parts
+# check themselves ([limits], [retention], [sessions], [github]) are named here but not looked into.
+KNOWN_SETTINGS: Mapping[str, frozenset[str] | None] = {
+    "home": None,
+    "database_url": None,
+    "upstreams": frozenset({"anthropic", "openai"}),
+    "upstreams.anthropic": frozenset({"base_url", "api_key"}),
+    "upstreams.openai": frozenset({"base_url", "api_key"}),
+    "gateway": frozenset({"max_body_mb", "connect_timeout_s", "read_timeout_s"}),
+    "budgets": frozenset(
+        {
+            "timezone",
+            "default_max_output_tokens",
+            "lease_pct",
+            "exact_within_pct",
+            "flush_interval_s",
+            "lease_idle_s",
+            "cache_ttl_s",
+            "heartbeat_s",
+            "dead_after_s",
+            "synchronous_commit",
+            "on_store_error",
+        }
+    ),
+    "alerts": frozenset({"webhooks", "max_attempts", "backoff_s", "timeout_s", "redeliver_after_s"}),
+    "limits": None,
+    "routing": frozenset({"aliases", "fallbacks", "max_attempts", "fallback_on", "downgrade"}),
+    "routing.downgrade": frozenset({"at_pct", "models"}),
+    "cache": frozenset({"enabled", "teams", "ttl_s", "max_entry_bytes", "memory_entries"}),
+    "prices": None,
+    "retention": None,
+    "sessions": None,
+    "github": None,
+}
+
+
+def _did_you_mean(name: str, known: Any, shape: str = "{}") -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {shape.format(close[0])}"
+    return f"; known: {', '.join(shape.format(k) for k in sorted(known))}"
+
+
+def _check_names(raw: Mapping[str, Any], source: Path | None) -> None:
+    """A ConfigError naming the first table or setting agenttrail does not know, and the likely one."""
+    top = {k for k in KNOWN_SETTINGS if "." not in k}
+    for name, value in raw.items():
+        if name in top:
+            continue
+        if isinstance(value, Mapping):
+            tables = top - {"home", "database_url"}
+            raise ConfigError(f"{source}: unknown table [{name}]{_did_you_mean(name, tables, '[{}]')}")
+        raise ConfigError(f"{source}: unknown setting {name}{_did_you_mean(name, top)}")
+    for table, known in KNOWN_SETTINGS.items():
+        if known is None:
+            continue
+        value: Any = raw
+        for part in table.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping):
+            continue
+        for name in value:
+            if name not in known:
+                raise ConfigError(f"{source}: [{table}] has no setting {name}{_did_you_mean(name, known)}")
+
+
 def _price_overrides(raw: Any, source: Path | None) -> tuple[PriceOverride, ...]:
     if raw is None:
         return ()
@@ -143,6 +213,7 @@ def load_settings(
     home = default_home(env)
     cfg_path = _find_config(config_file, env, home)
     raw: dict[str, Any] = _read_toml(cfg_path) if cfg_path else {}
+    _check_names(raw, cfg_path)
     if "home" in raw and not env.get("AGENTTRAIL_HOME"):
         home = Path(str(raw["home"])).expanduser()
     ups = raw.get("upstreams", {}) if isinstance(raw.get("upstreams"), Mapping) else {}

@@ -62,9 +62,12 @@ class CacheSettings:
             teams = [teams]
         if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
             raise ConfigError('[cache] teams must be a list of team names, or ["*"] for every team')
+        enabled = raw.get("enabled", False)
+        if not isinstance(enabled, bool):  # bool("false") is True
+            raise ConfigError(f"[cache] enabled must be true or false, got {enabled!r}")
         try:
             return cls(
-                enabled=bool(raw.get("enabled", False)),
+                enabled=enabled,
                 teams=tuple(teams),
                 ttl_s=float(raw.get("ttl_s", 3600.0)),
                 max_entry_bytes=int(raw.get("max_entry_bytes", 2_000_000)),
