@@ -67,7 +67,7 @@ from agenttrail.tracer.remote import (
     config_path,
 )
 from agenttrail.tracer.sandbox import probe, removed_env_names
-from agenttrail.tracer.sinks import OutboxSink, SinkReport, StoreSink
+from agenttrail.tracer.sinks import OutboxSink, SinkReport, StoreSink, short_reason
 from agenttrail.tracer.snapshot import SnapshotConfig, WorkspaceSnapshot
 from agenttrail.tracer.strace_parser import PreexistingFiles, TraceConfig
 from agenttrail.tracer.supervisor import Supervisor, strace_problem
@@ -164,6 +164,8 @@ class TracedSession:
         self.argv: list[str] = []
         self.start_payload: dict[str, Any] = {}
         self._prev_handlers: dict[int, Any] = {}
+        self._said_finishing = False
+        self._start_written = False
         self.own_hooks: OwnHooks | None = None
 
     # ---- before the agent ---------------------------------------------------------------------
@@ -318,8 +320,10 @@ class TracedSession:
         assert self.sink is not None and self.snap is not None and self.agent is not None
         try:
             self.sink.write_now([self._start_event()])
+            self._start_written = True
         except Exception as e:
-            raise SessionError(f"cannot record the session: {type(e).__name__}: {e}") from None
+            where = Path(self.opts.home) / "outbox.db" if isinstance(self.sink, OutboxSink) else self.opts.database_url
+            raise SessionError(f"cannot record the session in {where}: {short_reason(e)}") from None
         self.watch = AgentSessionWatch(self.agent.name, self.agent_env, self.user_home, self.cwd)
         tracer_paths = [str(Path(self.opts.home) / "outbox.db"), str(config_path(self.opts.home))]
         db = sqlite_file(self.opts.database_url)
@@ -422,11 +426,19 @@ class TracedSession:
         if len([t for _, t in self.signals if now - t <= 2.0]) >= 3:
             sup.kill_tree(signal.SIGKILL)
 
-    def _install_signal_handlers(self) -> None:
+    def _on_signal_while_finalising(self, signum: int, frame: FrameType | None) -> None:
+        # The agent is gone; what is left is writing down what it did (seconds at most). A Ctrl-C now
+        # (the impatient second one) must not throw away the session's end and its file changes.
+        if not self._said_finishing:
+            self._said_finishing = True
+            self._log(f"{signal.Signals(signum).name} received: finishing the session's record first")
+
+    def _install_signal_handlers(self, handler: Callable[[int, FrameType | None], None] | None = None) -> None:
         if not self.opts.forward_signals or threading.current_thread() is not threading.main_thread():
             return
         for sig in FORWARDED_SIGNALS:
-            self._prev_handlers[sig] = signal.signal(sig, self._on_signal)
+            previous = signal.signal(sig, handler or self._on_signal)
+            self._prev_handlers.setdefault(sig, previous)
 
     def _restore_signal_handlers(self) -> None:
         for sig, handler in self._prev_handlers.items():
@@ -533,6 +545,7 @@ class TracedSession:
             with contextlib.suppress(RemoteError):
                 self.client.end(self.session_id)
         if self.sink is not None:
+            self.sink.drop()
             self.sink.close(0)
         self._cleanup()
 
@@ -553,19 +566,20 @@ class TracedSession:
         error: str | None = None
         self._install_signal_handlers()
         try:
-            try:
-                self.start()
-            except BaseException:
+            self.start()
+            exit_code = self.wait()
+        except BaseException as e:  # our failure, or a KeyboardInterrupt before the agent ran
+            if not self._start_written:  # nothing recorded: no session to finalise, the error is the answer
                 self._restore_signal_handlers()
                 self._abort()
                 raise
-            exit_code = self.wait()
-        except BaseException as e:  # our failure, or a KeyboardInterrupt before the agent ran
             error = f"{type(e).__name__}: {e}"
             if self.sup is not None and self.sup.process is not None and self.sup.process.poll() is None:
                 self.sup.kill_tree(signal.SIGKILL)
                 with contextlib.suppress(Exception):
                     exit_code = self.sup.wait(timeout=10)
+        self._install_signal_handlers(self._on_signal_while_finalising)
+        try:
+            return self.finalise(exit_code, error)
         finally:
             self._restore_signal_handlers()
-        return self.finalise(exit_code, error)

@@ -118,6 +118,11 @@ class BatchingSink:
         with self._cond:
             return len(self._buf)
 
+    def drop(self) -> None:
+        """Forget what is queued (a session that never started has nothing worth writing)."""
+        with self._cond:
+            self._buf.clear()
+
     def close(self, attempts: int = 3) -> int:
         """Stop the thread and write what is left; returns how many events could not be written."""
         with self._cond:
@@ -132,11 +137,19 @@ class BatchingSink:
         return self.pending()
 
 
+def short_reason(e: BaseException) -> str:
+    """One line a person can read: a database's own refusal without the driver's dump of the statement
+    and its parameters (which hold the events' content)."""
+    orig = getattr(e, "orig", None)  # sqlalchemy's DBAPIError wraps the driver's exception
+    text = str(orig) if orig is not None else f"{type(e).__name__}: {e}"
+    return (text.strip().splitlines() or [type(e).__name__])[0]
+
+
 def _warn_once() -> Callable[[BaseException], None]:
     said: set[str] = set()
 
     def warn(e: BaseException) -> None:
-        text = f"{type(e).__name__}: {e}"
+        text = short_reason(e)
         if text not in said:
             said.add(text)
             print(f"agenttrail: could not record events yet ({text}); retrying", file=sys.stderr)
@@ -144,7 +157,22 @@ def _warn_once() -> Callable[[BaseException], None]:
     return warn
 
 
-class OutboxSink:
+class _Batched:
+    """What both sinks do the same way: hand events to their `BatchingSink`."""
+
+    _batches: BatchingSink
+
+    def add(self, events: Iterable[Event]) -> None:
+        self._batches.add(events)
+
+    def write_now(self, events: Iterable[Event]) -> None:
+        self._batches.write_now(events)
+
+    def drop(self) -> None:
+        self._batches.drop()
+
+
+class OutboxSink(_Batched):
     """Events to the outbox; an uploader sends them to the server during the session and at its end."""
 
     def __init__(
@@ -161,12 +189,6 @@ class OutboxSink:
         if self.uploader is not None:
             self.uploader.wake()
 
-    def add(self, events: Iterable[Event]) -> None:
-        self._batches.add(events)
-
-    def write_now(self, events: Iterable[Event]) -> None:
-        self._batches.write_now(events)
-
     def close(self, upload_deadline_s: float = 5.0) -> SinkReport:
         unwritten = self._batches.close()
         left = self.outbox.count()
@@ -178,7 +200,7 @@ class OutboxSink:
         return SinkReport(self._batches.written, unwritten, left, error)
 
 
-class StoreSink:
+class StoreSink(_Batched):
     """Events straight into a store with the same `ingest` the server uses (no server configured)."""
 
     def __init__(self, engine: Engine, who: Attribution | None = None, *, interval_s: float = 0.1) -> None:
@@ -188,12 +210,6 @@ class StoreSink:
 
     def _write(self, batch: list[Event]) -> None:
         ingest(self.engine, batch, self.who)
-
-    def add(self, events: Iterable[Event]) -> None:
-        self._batches.add(events)
-
-    def write_now(self, events: Iterable[Event]) -> None:
-        self._batches.write_now(events)
 
     def close(self, upload_deadline_s: float = 0.0) -> SinkReport:
         unwritten = self._batches.close()
