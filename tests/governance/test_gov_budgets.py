@@ -164,3 +164,22 @@ def test_concurrent_streaming_clients_end_within_the_bound(make_gov, clients: in
     assert abs(recorded * NANOS - spent) < 1000  # the ledger and the record agree
     with gov.engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM llm_calls WHERE status = 'refused'")).scalar() == clients
+
+
+def test_a_refusal_quoted_after_the_calls_holding_the_rest_finished_does_not_contradict_itself() -> None:
+    # Under concurrent streams a call is refused while others hold the last headroom; by the time the
+    # refusal reads the figures back, those calls may have settled. It said "is spent: $0.497 of
+    # $0.50, and $0.00 more is held by calls in progress".
+    from datetime import UTC, datetime
+
+    from agenttrail.governance.budgets import Budget, refusal_message
+    from agenttrail.governance.periods import period_window
+
+    b = Budget(1, "team", 1, "payments", "day", NANOS // 2, (100,), None, datetime(2026, 11, 1))
+    w = period_window("day", utc(2026, 11, 23, 12), UTC)
+    msg = refusal_message(b, w, spent=497 * NANOS // 1000, reserved=0)
+    assert "$0.00" not in msg and "$0.497 of $0.50" in msg
+    assert "calls in progress held the rest" in msg
+    held = refusal_message(b, w, spent=497 * NANOS // 1000, reserved=15 * NANOS // 1000)
+    assert "$0.497 of $0.50, and $0.015 more is held by calls in progress" in held
+    assert "is spent: $0.52 of $0.50; resets" in refusal_message(b, w, spent=52 * NANOS // 100, reserved=0)

@@ -154,7 +154,11 @@ def parse_pcts(value: str | None) -> tuple[int, ...]:
 
 def refusal_message(b: Budget, window: Window, spent: int, reserved: int) -> str:
     msg = f"{b.label} is spent: {usd(spent)} of {usd(b.limit_nanos)}"
-    if spent < b.limit_nanos:
+    if spent + reserved < b.limit_nanos:
+        # The figures are read after the refusal: the calls that held the rest when this one was
+        # checked may have finished since (they quoted "$0.00 more is held").
+        msg += ", and calls in progress held the rest when this call was checked"
+    elif spent < b.limit_nanos:
         msg += f", and {usd(reserved)} more is held by calls in progress"
     if window.end is None:
         msg += "; it is a lifetime budget and does not reset"
