@@ -161,3 +161,19 @@ def test_bad_keys_get_401_in_each_providers_shape(gw, how) -> None:
         o.chat.completions.create(model="gpt-4o", messages=MSG)
     assert eo.value.body["message"]
     assert gw.upstream_requests() == []
+
+
+def test_each_sdk_lists_its_own_providers_models(gw) -> None:
+    # GET /v1/models is one path for both providers. The Anthropic SDK's models.list() went to the
+    # OpenAI upstream with the OpenAI credential: OpenAI's list, in OpenAI's shape, for an Anthropic
+    # client (and a 502 on a server with only ANTHROPIC_API_KEY).
+    a = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    page = a.models.list()
+    assert page.data and all(m.type == "model" for m in page.data)
+    o = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key, max_retries=0)
+    assert all(m.object == "model" for m in o.models.list())
+    sent = [{k.lower(): v for k, v in r["headers"].items()} for r in gw.upstream_requests()]
+    assert [(h.get("x-api-key"), h.get("authorization")) for h in sent] == [
+        (REAL_ANTHROPIC, None),
+        (None, f"Bearer {REAL_OPENAI}"),
+    ]

@@ -20,7 +20,7 @@ from agenttrail.gateway.errors import GatewayError, error_response
 from agenttrail.gateway.headers import upstream_headers
 from agenttrail.gateway.incoming import Incoming
 from agenttrail.gateway.policy import OpenPolicy, Policy
-from agenttrail.gateway.providers import PROVIDERS
+from agenttrail.gateway.providers import PROVIDERS, for_request
 from agenttrail.gateway.providers.base import Endpoint, Prepared
 from agenttrail.gateway.recorder import Recorder
 from agenttrail.gateway.relay import UpstreamDeclined, forward
@@ -45,6 +45,7 @@ class Gateway:
     # -- one call ---------------------------------------------------------------------------
 
     async def handle(self, request: Incoming, ep: Endpoint) -> Response:
+        ep = for_request(ep, request.headers)
         call = Call(endpoint=ep, started_at=self.clock.now(), t0=time.monotonic())
         call.client = request.headers.get("user-agent")
         admitted = False

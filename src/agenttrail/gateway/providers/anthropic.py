@@ -55,6 +55,11 @@ class AnthropicObserver:
             self.usage = Usage.from_anthropic(self._raw_usage)
 
 
+# GET /v1/models is OpenAI's path too, and routed there (providers.for_request picks this one for a
+# request that speaks Anthropic), so it is not among the endpoints the server routes by path.
+MODELS = Endpoint("anthropic", "models", "/v1/models", method="GET", billable=False, streams=False)
+
+
 class AnthropicSpec:
     name = "anthropic"
     endpoints = (
