@@ -59,9 +59,25 @@ def test_mistakes_get_one_clear_line(sqlite_url: str, home: str, tmp_path: Path)
         (("token", "create", "--role", "lead"), "needs --team"),
         (("link-prs", str(tmp_path / "missing")), "is not a directory"),
         (("link-prs", str(tmp_path)), "not a git repository"),
+        (("report", "spend", "--team", "payments"), "no team 'payments': the directory has no teams yet"),
+        (("report", "adoption", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
+        (("export", "--format", "focus", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
     ]
     for args, needle in cases:
         p = at(*args, db=sqlite_url, check=False)
         assert p.returncode != 0, args
         assert needle in " ".join(p.stderr.split()), (args, p.stderr)
         assert "Traceback" not in p.stderr
+
+
+def test_a_misspelt_team_is_named_not_answered_with_an_empty_report(sqlite_url: str, home: str, tmp_path: Path) -> None:
+    build_org(open_engine(sqlite_url))
+    out = tmp_path / "sessions.csv"
+    for args in (
+        ("report", "shipped", "--team", "paymnets"),
+        ("export", "--format", "csv", "-o", str(out), "--team", "paymnets"),
+    ):
+        p = at(*args, db=sqlite_url, check=False)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert "no team 'paymnets'; the teams are: " in p.stderr and "payments" in p.stderr
+    assert not out.exists()

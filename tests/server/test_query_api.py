@@ -81,6 +81,14 @@ def test_reports_as_json_match_the_cli_shape(api: Api) -> None:
     assert [i["engineer"] for i in pkgs.json()["sections"]["installs"]] == ["ben@acme.test"]
     bad = api.get("/api/v1/reports/spend", "finance", since="yesterday-ish")
     assert bad.status_code == 400 and "cannot read" in bad.json()["error"]["message"]
+    for path, params in (
+        ("/api/v1/reports/spend", {"team": "paymnets"}),
+        ("/api/v1/export", {"format": "csv", "team": "paymnets"}),
+        ("/api/v1/reports/shipped", {"since": "2026-05-30", "until": "2026-05-01"}),
+    ):
+        bad = api.get(path, "finance", **params)
+        message = bad.json()["error"]["message"]
+        assert bad.status_code == 400 and ("no team 'paymnets'" in message or "period is empty" in message), path
 
 
 def test_lead_sees_one_team(api: Api) -> None:

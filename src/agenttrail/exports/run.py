@@ -10,7 +10,7 @@ from agenttrail.exports import FORMATS
 from agenttrail.exports.focus import write_focus
 from agenttrail.exports.security import write_security
 from agenttrail.exports.tables import WHAT, write_csv, write_ndjson
-from agenttrail.reports.base import Filters
+from agenttrail.reports.base import FilterError, Filters, check_filters
 
 CONTENT_FORMATS = frozenset({"security"})
 MEDIA_TYPES = {
@@ -29,6 +29,10 @@ def export(engine: Engine, fmt: str, f: Filters, out: TextIO, *, what: str = "se
     """Write the export to `out`; returns the number of records."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    try:
+        check_filters(engine, f)
+    except FilterError as e:
+        raise ExportError(str(e)) from None
     if fmt in ("csv", "json"):
         if what not in WHAT:
             raise ExportError(f"cannot export {what!r}; choose one of {', '.join(WHAT)}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from agenttrail.query.readonly_sql import jsonable
 from agenttrail.store.ingest import iso_week
@@ -69,6 +69,29 @@ class Filters:
         return all(
             t is None or (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) for t in (self.since, self.until)
         )
+
+
+class FilterError(ValueError):
+    """Filters that can only match nothing, by mistake: a team the directory does not have, a period
+    that ends before it starts. Said, rather than answered with an empty report that reads as "none"."""
+
+
+def check_filters(engine: Engine, f: Filters) -> None:
+    if f.since is not None and f.until is not None and f.since >= f.until:
+        raise FilterError(
+            f"the period is empty: it starts {f.since:%Y-%m-%d %H:%M} and ends {f.until:%Y-%m-%d %H:%M} UTC "
+            "(--until is exclusive, and a date means the end of that day)"
+        )
+    if f.team is None:
+        return
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM teams WHERE team = :team"), {"team": f.team}).first():
+            return
+        names = list(conn.execute(text("SELECT team FROM teams ORDER BY team LIMIT 11")).scalars())
+    if not names:
+        raise FilterError(f"no team {f.team!r}: the directory has no teams yet (agenttrail team add NAME)")
+    listed = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+    raise FilterError(f"no team {f.team!r}; the teams are: {listed}")
 
 
 @dataclass(slots=True)

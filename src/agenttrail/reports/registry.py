@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agenttrail.reports.adoption import adoption
-from agenttrail.reports.base import Filters, Report
+from agenttrail.reports.base import FilterError, Filters, Report, check_filters
 from agenttrail.reports.models import models
 from agenttrail.reports.outliers import outliers
 from agenttrail.reports.packages import packages
@@ -68,4 +68,8 @@ def run_report(engine: Engine, name: str, f: Filters, opts: Mapping[str, Any] | 
     if unknown:
         takes = ", ".join(OPTIONS.get(name, ())) or "no options"
         raise ReportError(f"report {name} does not take {', '.join(unknown)} (it takes {takes})")
+    try:
+        check_filters(engine, f)
+    except FilterError as e:
+        raise ReportError(str(e)) from None
     return REPORTS[name](engine, f, given)
