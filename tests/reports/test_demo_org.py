@@ -60,3 +60,20 @@ def test_seed_demo_cli(sqlite_url: str, home: str) -> None:
     )
     assert p.returncode == 0, p.stderr
     assert "sessions" in p.stdout and "merged PRs" in p.stdout
+
+
+def test_seed_demo_refuses_what_it_cannot_build_in_one_line(sqlite_url: str, home: str) -> None:
+    cases = [
+        (["--days", "1000000"], "--days"),  # before the year 1: an OverflowError traceback
+        (["--end", "9999-12-31"], "--end"),  # after what the reports can read
+        (["--engineers", "100000000"], "--engineers"),  # went on creating teams for hours, saying nothing
+    ]
+    for args, needle in cases:
+        p = subprocess.run(
+            [sys.executable, "-m", "agenttrail", "seed-demo", *args, "--db", sqlite_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 1 and "Traceback" not in p.stderr, (args, p.stderr)
+        assert p.stderr.startswith("error: ") and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr

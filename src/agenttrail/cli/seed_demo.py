@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, err_console, fail, friendly
 from agenttrail.reports.demo_org import DemoOrg
+from agenttrail.reports.period import END_YEAR
+
+MAX_ENGINEERS = 100_000  # 7,500 over 90 days is already a million sessions (bench/record.py)
+MAX_DAYS = 3_660
 
 
 def register(app: typer.Typer) -> None:
@@ -30,11 +34,17 @@ def register(app: typer.Typer) -> None:
         """
         if engineers < 1 or days < 1:
             fail("--engineers and --days must be at least 1")
+        if engineers > MAX_ENGINEERS:
+            fail(f"--engineers {engineers:,} is more than a demo needs: at most {MAX_ENGINEERS:,}")
+        if days > MAX_DAYS:
+            fail(f"--days {days:,} is more than a demo needs: at most {MAX_DAYS:,} (ten years)")
         try:
             last = date.fromisoformat(end) if end else datetime.now(UTC).date()
         except ValueError:
             fail(f"--end must be a date like 2026-05-31, not {end!r}")
             return
+        if last.year >= END_YEAR or last - timedelta(days=days - 1) < date(1, 1, 2):
+            fail(f"--end {last} with --days {days} is out of range: the reports read years 1 to {END_YEAR - 1}")
         demo = DemoOrg(engine_for(db, config), engineers, days, seed, last, batch_events=batch)
         started = datetime.now(UTC)
         with Progress(
