@@ -30,3 +30,25 @@ def test_help_names_what_serve_runs(home: str) -> None:
     p = cli("serve", "--help")
     assert p.returncode == 0 and "OTLP" in p.stdout
     assert "dashboard" not in p.stdout  # there is none: GET /ui is a 404
+
+
+@pytest.mark.parametrize("command", ["serve", "mock-llm"])
+def test_a_port_in_use_is_one_line_before_anything_starts(home: str, command: str) -> None:
+    # It printed "agenttrail serving on http://127.0.0.1:P" (serve also migrated a new database), then
+    # uvicorn's "[Errno 98] error while attempting to bind …" and exit status 3.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        p = cli(command, "--port", port)
+    assert p.returncode in (1, 2) and "Traceback" not in p.stderr
+    assert f"127.0.0.1:{port} is in use" in p.stderr.replace("\n", " ")
+    assert "serving on" not in p.stdout and "listening on" not in p.stderr
+
+
+def test_mock_llm_fail_that_is_not_json_says_what_it_takes(home: str) -> None:
+    p = cli("mock-llm", "--fail", "status=529", "--port", "0")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--fail takes a JSON object" in p.stderr.replace("\n", " ")

@@ -68,10 +68,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         # Imported here so `agenttrail --help` does not pay for the server stack.
+        from agenttrail.cli.serve import port_taken
         from agenttrail.testing.mock_llm import Failure, MockConfig, load_scenario, serve_forever
 
         try:
-            failures = [Failure.from_dict(json.loads(f)) for f in fail]
+            failures = [Failure.from_dict(_json_object(f)) for f in fail]
             config = MockConfig(
                 ttft_ms=ttft_ms,
                 chunk_ms=chunk_ms,
@@ -85,9 +86,21 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(e)) from e
         if text is not None:
             config.text = text
+        if taken := port_taken(host, port):
+            raise typer.BadParameter(taken, param_hint="'--port'")
         typer.echo(
             f"mock-llm listening on http://{host}:{port}  "
             f"(Anthropic base URL http://{host}:{port}, OpenAI base URL http://{host}:{port}/v1)",
             err=True,
         )
         serve_forever(config, host, port)
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f'--fail takes a JSON object such as \'{{"status": 529, "count": 1}}\', got {text!r}')
+    return value

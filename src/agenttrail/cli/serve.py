@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,27 @@ if TYPE_CHECKING:
 
 LOG_LEVEL_ENV = "AGENTTRAIL_SERVE_LOG_LEVEL"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (another process holds it), or None. Checked before
+    anything starts: uvicorn found out only after the banner (and a new database's migration), with
+    an `[Errno 98]` line and exit status 3."""
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return None  # an address uvicorn will refuse with its own message
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is in use (another agenttrail serve or mock-llm?); pick another with --port"
+            return f"cannot listen on {host}:{port}: {e.strerror}"
+    return None
 
 
 def worker_app() -> Starlette:
@@ -54,6 +77,8 @@ def register(app: typer.Typer) -> None:
         """
         if log_level.lower() not in LOG_LEVELS:
             raise UserError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        if taken := port_taken(host, port):
+            raise UserError(taken)
         import uvicorn
 
         from agenttrail.server.parts import create_server_app
