@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -52,3 +53,23 @@ def test_mock_llm_fail_that_is_not_json_says_what_it_takes(home: str) -> None:
     p = cli("mock-llm", "--fail", "status=529", "--port", "0")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "--fail takes a JSON object" in p.stderr.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        (("serve",), "agenttrail serve --host 0.0.0.0 --db postgresql://"),
+        (("key", "create"), "agenttrail key create --team payments --engineer ana@acme.com"),
+        (("budget", "set"), "agenttrail budget set --team payments --usd 500 --period month"),
+    ],
+)
+def test_help_of_the_commands_a_new_user_starts_with_shows_examples(command: tuple[str, ...], example: str) -> None:
+    # Their --help listed the options and nothing else: no command line to start from.
+    p = subprocess.run(
+        [sys.executable, "-m", "agenttrail", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert p.returncode == 0 and "Examples" in p.stdout and example in p.stdout

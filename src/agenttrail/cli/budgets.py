@@ -20,12 +20,26 @@ from agenttrail.governance.periods import PERIODS, zone
 from agenttrail.query.output import FORMATS, render
 from agenttrail.store.database import open_engine
 
+SET_EXAMPLES = """[bold]Examples[/bold]
+
+  agenttrail budget set --team payments --usd 500 --period month --owner lead@acme.com
+
+  agenttrail budget set --engineer ana@acme.com --usd 40 --period day
+
+  agenttrail budget set --key sk-at-AbC123 --usd 5 --period total   [dim]# a prefix from `key list`[/dim]
+
+  agenttrail budget set --org --usd 20000 --period month --soft-pct 50,90
+
+Every budget that covers a call applies (organisation, team, project, engineer, key). A spent budget
+answers 429 with a message naming it and when it resets. See docs/governance.md.
+"""
+
 
 def register(app: typer.Typer) -> None:
     budget_app = typer.Typer(help="Spend limits enforced by the gateway.", no_args_is_help=True)
     app.add_typer(budget_app, name="budget", rich_help_panel="Governance")
 
-    @budget_app.command("set")
+    @budget_app.command("set", epilog=SET_EXAMPLES)
     @friendly
     def set_(
         usd_: str = typer.Option(..., "--usd", help="The limit in US dollars, e.g. 500 or 0.05."),

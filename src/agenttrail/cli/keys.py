@@ -32,13 +32,25 @@ def _parse_expiry(value: str | None, now: datetime) -> datetime | None:
     return when
 
 
+CREATE_EXAMPLES = """[bold]Examples[/bold]
+
+  agenttrail key create --team payments --engineer ana@acme.com --name "ana laptop"
+
+  agenttrail key create --team payments --project checkout --name ci --models claude-haiku-4-5,gpt-5-mini --expires 90d
+
+  [dim]# stdout holds the key alone; then use it as the client's API key, with the gateway as base URL[/dim]
+
+  export ANTHROPIC_API_KEY=$(agenttrail key create --team payments) ANTHROPIC_BASE_URL=http://gateway:4100
+"""
+
+
 def register(app: typer.Typer) -> None:
     key_app = typer.Typer(
         help="Virtual keys (sk-at-…): what clients use instead of provider keys.", no_args_is_help=True
     )
     app.add_typer(key_app, name="key", rich_help_panel="Organisation")
 
-    @key_app.command("create")
+    @key_app.command("create", epilog=CREATE_EXAMPLES)
     @friendly
     def create(
         team: str = typer.Option(..., "--team", help="Team the key's calls are billed to."),

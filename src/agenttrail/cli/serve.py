@@ -53,8 +53,22 @@ def worker_app() -> Starlette:
     return create_server_app(load_settings())
 
 
+SERVE_EXAMPLES = """[bold]Examples[/bold]
+
+  agenttrail serve   [dim]# 127.0.0.1:4100, SQLite in ~/.agenttrail[/dim]
+
+  agenttrail serve --host 0.0.0.0 --db postgresql://agenttrail@db.internal/agenttrail --workers 4
+
+  [dim]# against the fake provider (agenttrail mock-llm --port 4200): no real credential needed[/dim]
+
+  AGENTTRAIL_ANTHROPIC_BASE_URL=http://127.0.0.1:4200 ANTHROPIC_API_KEY=x agenttrail serve
+
+Settings (upstreams, limits, routing, cache): agenttrail.toml, see docs/configuration.md.
+"""
+
+
 def register(app: typer.Typer) -> None:
-    @app.command(rich_help_panel="Server")
+    @app.command(rich_help_panel="Server", epilog=SERVE_EXAMPLES)
     @friendly
     def serve(
         host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
