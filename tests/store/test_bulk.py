@@ -55,3 +55,21 @@ def test_values_and_times_read_back_as_sqlalchemy_wrote_them(db_url: str) -> Non
         since = conn.execute(select(llm_call.c.call_id).where(llm_call.c.started_at >= when[1])).scalars().all()
         assert sorted(since) == ["b", "c"]
         assert conn.execute(select(file_change.c.binary, file_change.c.lines_added)).one() == (True, 0)
+
+
+def test_a_nul_in_text_is_stored_as_u_fffd_and_text_cut_to_its_column(db_url: str) -> None:
+    """The gateway's recorder writes client text (a requested model name) straight into columns:
+    PostgreSQL refused a NUL in it, and the recorder's whole batch with it, again and again."""
+    engine = open_engine(db_url)
+    long_model = "m" * 500
+    rows = [
+        {"call_id": "n", "started_at": T, "provider": "x", "status": "ok", "model": "gpt\x00-4o", "error": "\x00"},
+        {"call_id": "l", "started_at": T, "provider": "x", "status": "ok", "model": long_model},
+    ]
+    with engine.begin() as conn:
+        insert_rows(conn, llm_call, rows)
+        got = dict(conn.execute(select(llm_call.c.call_id, llm_call.c.model)).all())
+        (error,) = conn.execute(select(llm_call.c.error).where(llm_call.c.call_id == "n")).one()
+    assert got["n"] == "gpt\ufffd-4o" and error == "\ufffd"
+    assert got["l"] == long_model[: llm_call.c.model.type.length]
+    assert rows[0]["model"] == "gpt\x00-4o"  # the caller's rows are left as they were

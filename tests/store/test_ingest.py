@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import DateTime, Engine, bindparam, text
 
 from agenttrail.events import Event
 from agenttrail.store.database import open_engine
+from agenttrail.store.event_fields import BadEvent
 from agenttrail.store.ingest import Attribution, ingest, iso_week
 
 T0 = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
@@ -231,3 +233,39 @@ def test_times_made_text_before_the_sqlite_writer_are_stored_as_the_store_makes_
     raw, after = stored[True]
     assert dict(raw)["e-berlin"] == "2026-05-06 09:00:00.250000"  # 11:00 in Berlin in May is 09:00 UTC
     assert [r[0] for r in after] == ["e-berlin", "e-micro"]
+
+
+def test_a_nul_character_is_stored_as_u_fffd_on_both_databases(db_url: str) -> None:
+    """PostgreSQL's text cannot hold a NUL, and refused the whole batch for one (a 503 an outbox resends
+    for ever); a damaged transcript or a client's `\\u0000` brings one into any text field."""
+    engine = open_engine(db_url)
+    nul = "a\x00b"
+    evs = [
+        Event("n1", "session_start", T0, {"repo": nul, "cwd": "/w/" + nul, "agent": "codex", "x\x00": [nul]}),
+        Event("n1", "file_write", T0, {"source": "snapshot", "path": nul, "diff": "+" + nul, "lines_added": 1}),
+        Event("n1", "commit", T0, {"sha": "c0ffee", "message": nul, "author": nul}),
+        Event("n1", "llm_call", T0, {"record": {**_record("req-nul", 0), "model": nul, "error": nul}}),
+        Event("n1", "session_end", T0 + timedelta(minutes=1), {"status": nul, "exit_code": 0}),
+    ]
+    assert ingest(engine, evs).accepted == len(evs)
+    fixed = "a\ufffdb"
+    (s,) = _one(engine, "SELECT repo, cwd, status FROM sessions WHERE session_id = 'n1'")
+    assert (s["repo"], s["cwd"], s["status"]) == (fixed, "/w/" + fixed, fixed)
+    (f,) = _one(engine, "SELECT path, diff FROM file_changes WHERE session_id = 'n1'")
+    assert (f["path"], f["diff"]) == (fixed, "+" + fixed)
+    (c,) = _one(engine, "SELECT message, author FROM commits WHERE session_id = 'n1'")
+    assert (c["message"], c["author"]) == (fixed, fixed)
+    (m,) = _one(engine, "SELECT model FROM llm_calls WHERE request_id = 'req-nul'")
+    assert m["model"] == fixed
+    payloads = [r["payload"] for r in _one(engine, "SELECT payload FROM events WHERE session_id = 'n1'")]
+    assert len(payloads) == len(evs) and all("\\u0000" not in p and "\x00" not in p for p in payloads)
+    assert any('"x\ufffd":["a\ufffdb"]' in p for p in payloads)
+    assert ingest(engine, evs).duplicates == len(evs)
+
+
+def test_an_event_id_or_session_id_with_a_nul_is_refused_by_name(db_url: str) -> None:
+    engine = open_engine(db_url)
+    for bad in (Event("s\x00", "exec", T0, {"argv": ["ls"]}), Event("s", "exec", T0, {"argv": ["ls"]}, "e\x00")):
+        with pytest.raises(BadEvent, match=r"event 1 .*must not contain a NUL"):
+            ingest(engine, [Event("s", "exec", T0, {"argv": ["pwd"]}), bad])
+    assert _one(engine, "SELECT COUNT(*) AS n FROM events")[0]["n"] == 0

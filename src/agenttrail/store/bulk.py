@@ -48,26 +48,29 @@ def insert_rows(
 
 
 @functools.cache
-def _lengths(table: Table) -> dict[str, int]:
-    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+def _texts(table: Table) -> tuple[tuple[str, int | None], ...]:
+    return tuple((c.name, c.type.length) for c in table.columns if isinstance(c.type, String))
 
 
 def clipped(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows whose text is cut to its column's length. PostgreSQL refuses a longer value and with it the
-    whole statement (a gateway's batch of call records, an import), where SQLite stores anything; the
-    full text stays where it came from (an event's payload). Identities are checked before they get
-    here (`store.event_fields`); the `event` table's own columns are checked when a batch is parsed."""
-    lengths = _lengths(table) if table.name != "event" else {}
-    if not lengths:
+    """Rows whose text every database takes: cut to its column's length, and a NUL character replaced
+    by U+FFFD. PostgreSQL refuses a longer value, or any text holding a NUL (which a damaged transcript
+    or a client's JSON `\\u0000` carries), and with it the whole statement (a gateway's batch of call
+    records, an import), where SQLite stores anything; the full text stays where it came from (an
+    event's payload, as JSON, which escapes a NUL). Identities are checked before they get here
+    (`store.event_fields`); the `event` table's own columns are checked when a batch is parsed."""
+    texts = _texts(table) if table.name != "event" else ()
+    if not texts:
         return rows
     out = rows
     for i, r in enumerate(rows):
-        for name, length in lengths.items():
+        for name, length in texts:
             v = r.get(name)
-            if type(v) is str and len(v) > length:
+            if type(v) is str and ((length is not None and len(v) > length) or "\x00" in v):
+                fixed = v.replace("\x00", "\ufffd")[:length]
                 if out is rows:
                     out = list(rows)
-                out[i] = r = {**r, name: v[:length]}
+                out[i] = r = {**r, name: fixed}
     return out
 
 

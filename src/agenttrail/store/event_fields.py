@@ -43,6 +43,8 @@ def check(events: Iterable[Event]) -> None:
         tz = e.ts.tzinfo
         # Most events are in UTC already, and most kinds have no typed fields: both checks are skipped.
         fault = _time_fault(e) if tz is not None and tz is not UTC else None
+        if "\x00" in e.event_id or "\x00" in e.session_id:
+            fault = "event_id and session_id must not contain a NUL character"
         if fault is None and e.kind in _CHECKED:
             fault = next(_faults(e), None)
         if fault:

@@ -117,11 +117,14 @@ def prepare(events: Sequence[Event], *, sqlite: bool = False) -> Prepared:
     rows: dict[str, dict[str, Any]] = {}
     for i, e in enumerate(sent):
         if e.event_id not in rows:  # one event id may repeat inside a batch too; the first one counts
-            ts = _naive(e.ts)
             try:
                 payload = orjson.dumps(e.payload, default=str).decode()
             except orjson.JSONEncodeError as err:  # an integer past 64 bits, from a decoder that made one
                 raise BadEvent(f"event {i} ({e.kind} {e.event_id}): the payload cannot be stored: {err}", i) from None
+            if "\\u0000" in payload:  # JSON's only way to write a NUL; PostgreSQL's text cannot hold one
+                e = sent[i] = Event(e.session_id, e.kind, e.ts, _without_nul(e.payload), e.event_id)
+                payload = orjson.dumps(e.payload, default=str).decode()
+            ts = _naive(e.ts)
             rows[e.event_id] = {
                 "event_id": e.event_id,
                 "session_id": e.session_id,
@@ -130,6 +133,19 @@ def prepare(events: Sequence[Event], *, sqlite: bool = False) -> Prepared:
                 "payload": payload,
             }
     return Prepared(sent, rows)
+
+
+def _without_nul(value: Any) -> Any:
+    """A payload with each NUL character replaced by U+FFFD, in keys and text at any depth. A damaged
+    transcript or a client's `\\u0000` carries one, and PostgreSQL refused the whole batch for it (the
+    server's 503, which an outbox retries for ever); it is the same record on either database."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def ingest(engine: Engine, events: Sequence[Event], who: Attribution | None = None) -> IngestResult:
