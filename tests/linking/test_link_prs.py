@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from agenttrail.events import Event
 from agenttrail.linking.git import link_repo, read_pull_requests
+from agenttrail.linking.record import record_pull_requests
 from agenttrail.store.database import open_engine
 from agenttrail.store.ingest import Attribution, ingest
 
@@ -194,3 +195,12 @@ def test_commit_recorded_after_linking_still_links(db_url: str, tmp_path: Path) 
     with engine.connect() as conn:
         merged = dict(conn.execute(text("SELECT session_id, merged FROM sessions")).all())
     assert merged == {"s-merge": 1, "s-squash": 1, "s-trailer-only": 1, "s-rebase": 1, "s-unmerged": 0}
+
+
+def test_recording_tells_progress_chunk_by_chunk(tmp_path: Path) -> None:
+    repo, _ = build(tmp_path)
+    facts = read_pull_requests(repo.path, REPO, "main")
+    told: list[int] = []
+    engine = open_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    assert record_pull_requests(engine, facts, chunk=3, progress=told.append).pull_requests == len(facts)
+    assert told == [3, len(facts) - 3]

@@ -33,6 +33,16 @@ def test_sends_oldest_first_in_batches_of_2000(
     assert outbox.count() == 0 and up.sent == 4300 and up.duplicates == 0
 
 
+def test_flush_tells_progress_after_each_acknowledged_batch(
+    outbox: Outbox, server: IngestServer, client: httpx.Client, clock: FixedClock
+) -> None:
+    outbox.put(make_events(4300))
+    server.script = [Answer(503)]  # a failed attempt is no progress
+    told: list[int] = []
+    assert uploader(outbox, server.url, client, FakeSleep(clock)).flush(deadline_s=60, on_sent=told.append) == 0
+    assert told == [2000, 2000, 300]
+
+
 def test_nothing_is_acked_before_the_server_acknowledges(
     tmp_path: Path, outbox: Outbox, server: IngestServer, client: httpx.Client, clock: FixedClock
 ) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -74,3 +75,28 @@ def engine_for(db: str | None = None, config: str | None = None) -> Engine:
     from agenttrail.store.database import open_engine
 
     return open_engine(settings_for(db, config).database_url)
+
+
+@contextlib.contextmanager
+def progress_bar(what: str, total: int | None, unit: str, *, show: bool = True) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr for long work, gone when it ends; yields `advance(n)`. On a terminal only: piped
+    output and logs stay clean. rich's progress module is imported only when a bar is shown."""
+    if not show or not err_console.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn())
+    with Progress(SpinnerColumn(), *columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def working(what: str) -> Iterator[None]:
+    """A spinner on stderr while work of unknown length runs (on a terminal only)."""
+    if not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(what):
+        yield

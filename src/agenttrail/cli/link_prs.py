@@ -7,8 +7,11 @@ from pathlib import Path
 import orjson
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly
-from agenttrail.linking.git import GitError, link_repo
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly, progress_bar, working
+from agenttrail.linking.git import GitError, read_pull_requests, repo_name
+from agenttrail.linking.record import record_pull_requests
+
+BAR_FROM = 5_000  # more PRs than one recorded chunk: worth a bar
 
 
 def register(app: typer.Typer) -> None:
@@ -32,8 +35,12 @@ def register(app: typer.Typer) -> None:
         """
         if not repo_path.is_dir():
             fail(f"{repo_path} is not a directory")
+        engine = engine_for(db, config)
         try:
-            result = link_repo(engine_for(db, config), repo_path, branch, repo)
+            with working(f"reading the history of {branch} in {repo_path}"):
+                prs = read_pull_requests(repo_path, repo or repo_name(repo_path), branch)
+            with progress_bar("recording", len(prs), "merged PRs", show=len(prs) > BAR_FROM) as advance:
+                result = record_pull_requests(engine, prs, progress=advance)
         except GitError as e:
             fail(str(e))
             return

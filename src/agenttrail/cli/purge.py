@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly, progress_bar
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,6 @@ def register(app: typer.Typer) -> None:
         `agenttrail serve` does it daily. Each purge is written to the audit log.
         """
         import orjson
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from agenttrail.clock import SystemClock
         from agenttrail.query.access import audit, local_principal
@@ -42,17 +41,9 @@ def register(app: typer.Typer) -> None:
             return
         assert cutoff is not None
         engine = engine_for(db, config)
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=as_json,
-        ) as bar:
-            task = bar.add_task("content events", total=count_content_events(engine, cutoff))
-            purged = purge_content(engine, cutoff, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+        total = count_content_events(engine, cutoff)
+        with progress_bar("purging", total, "content events", show=not as_json) as advance:
+            purged = purge_content(engine, cutoff, dry_run=dry_run, progress=advance)
         if not dry_run:
             audit(engine, local_principal(), "purge_content", {"before": cutoff.isoformat(), **purged.as_dict()}, now)
         if as_json:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, err_console, fail, friendly
+from agenttrail.cli.common import CONFIG_HELP, DB_HELP, console, engine_for, fail, friendly, progress_bar
 from agenttrail.reports.demo_org import DemoOrg
 from agenttrail.reports.period import END_YEAR
 
@@ -47,17 +46,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--end {last} with --days {days} is out of range: the reports read years 1 to {END_YEAR - 1}")
         demo = DemoOrg(engine_for(db, config), engineers, days, seed, last, batch_events=batch)
         started = datetime.now(UTC)
-        with Progress(
-            TextColumn("seeding"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("days"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("days", total=days)
-            stats = demo.run(lambda n: progress.advance(task, n))
+        with progress_bar("seeding", days, "days") as advance:
+            stats = demo.run(advance)
         took = (datetime.now(UTC) - started).total_seconds()
         rate = stats.events / stats.ingest_seconds if stats.ingest_seconds else 0.0
         console.print(

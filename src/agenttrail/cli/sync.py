@@ -6,7 +6,9 @@ import os
 
 import typer
 
-from agenttrail.cli.common import CONFIG_HELP, console, fail, friendly, settings_for
+from agenttrail.cli.common import CONFIG_HELP, console, fail, friendly, progress_bar, settings_for
+
+BAR_FROM = 2_000  # more than one batch: long enough to show how far it is
 
 
 def register(app: typer.Typer) -> None:
@@ -37,12 +39,15 @@ def register(app: typer.Typer) -> None:
             if waiting == 0:
                 console.print("nothing to send: the outbox is empty", highlight=False)
                 return
-            if not cfg.has_server:
+            if not cfg.server:
                 fail(f"{waiting} events wait in {path}, but no server is set: run `agenttrail login` first")
+            if not cfg.key:
+                fail(f"{waiting} events wait in {path}, but there is no key for {cfg.server}: pass --key")
             assert cfg.server and cfg.key
             uploader = Uploader(outbox, cfg.server, cfg.key)
             try:
-                left = uploader.flush(deadline)
+                with progress_bar("sending", waiting, "events", show=waiting > BAR_FROM) as advance:
+                    left = uploader.flush(deadline, on_sent=advance)
             except UploadError as e:
                 fail(f"{e} ({outbox.count()} events still queued)")
                 return

@@ -8,7 +8,7 @@ the database (trigger on `pr_commit`), links by `Agent-Session:` trailer here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,16 +94,27 @@ def _changes(row: Any, pr: PullRequestFacts) -> dict[str, Any]:
     return out
 
 
-def record_pull_requests(engine: Engine, prs: Iterable[PullRequestFacts], *, chunk: int = 5000) -> LinkResult:
+def record_pull_requests(
+    engine: Engine,
+    prs: Iterable[PullRequestFacts],
+    *,
+    chunk: int = 5000,
+    progress: Callable[[int], Any] | None = None,
+) -> LinkResult:
+    """Record the PRs in chunks; `progress(n)` after each chunk of n."""
     result = LinkResult()
     batch: list[PullRequestFacts] = []
     for pr in prs:
         batch.append(pr)
         if len(batch) >= chunk:
             _record_batch(engine, batch, result)
+            if progress is not None:
+                progress(len(batch))
             batch = []
     if batch:
         _record_batch(engine, batch, result)
+        if progress is not None:
+            progress(len(batch))
     return result
 
 

@@ -189,19 +189,25 @@ class Uploader:
 
     # -- until empty or a deadline ------------------------------------------------------------
 
-    def flush(self, deadline_s: float = 30.0) -> int:
+    def flush(self, deadline_s: float = 30.0, on_sent: Callable[[int], Any] | None = None) -> int:
         """Send everything, retrying, until the outbox is empty or `deadline_s` has passed on the clock.
 
         Returns how many events are left (0: all delivered). Raises `UploadError` if the server refuses.
+        `on_sent(n)` is called after each acknowledged batch (a progress bar).
         """
-        return self._drain(self._clock.now() + timedelta(seconds=deadline_s), None)
+        return self._drain(self._clock.now() + timedelta(seconds=deadline_s), None, on_sent)
 
-    def _drain(self, deadline: datetime | None, stop: threading.Event | None) -> int:
+    def _drain(
+        self, deadline: datetime | None, stop: threading.Event | None, on_sent: Callable[[int], Any] | None = None
+    ) -> int:
         failures = 0
         while stop is None or not stop.is_set():
             try:
-                if self.send_batch() == 0:
+                sent = self.send_batch()
+                if sent == 0:
                     return self.outbox.count()
+                if on_sent is not None:
+                    on_sent(sent)
                 failures = 0
             except _Transient as t:
                 failures += 1
