@@ -1,7 +1,7 @@
 """The SQLite ingest writer's work, counted in instructions: a figure the machine's load does not move.
 
     python3 bench/ingest_writer.py [--engineers 40] [--days 15] [--batch 2000] [--turn 4]
-                                   [--baseline /tmp/at-base/src]
+                                   [--baseline /tmp/at-base/src] [--db sqlite|postgresql]
 
 What the server's one writer thread does (docs/store.md, "Ingest on SQLite"): seed-demo's events, cut
 into batches of `--batch` events, each prepared as a request's thread prepares it
@@ -14,6 +14,11 @@ On two shared cores the wall-clock figures of `bench/ingest_http.py` move by ±2
 runs; callgrind counts the same instructions for the same code and input whatever else runs. It does
 not see what instructions cost (cache misses, I/O, the GIL), so it is a guide to CPU work, not a
 throughput. Prints JSON. Never a pass/fail test.
+
+`--db postgresql`: PostgreSQL has no writer thread; a request's thread parses the body and stores it
+(`server.ingest._parse`, then `store.ingest.ingest`). The batches are encoded as request bodies, and the
+difference counted is that Python's work (the server's CPU an event); the database's own work is in its
+backend process, which callgrind does not see. Each run stores into a fresh schema, dropped after.
 """
 
 from __future__ import annotations
@@ -39,15 +44,38 @@ from agenttrail.store.ingest import Attribution, prepare
 from agenttrail.store.ingest_batches import ingest_batches
 
 mode, engineers, days, batch, turn = sys.argv[1], *map(int, sys.argv[2:6])
+pg = sys.argv[6] if len(sys.argv) > 6 else ""
 folder = tempfile.mkdtemp()
 made = open_engine(f"sqlite:///{folder}/made.db")
 org = DemoOrg(made, engineers, days, seed=1, end=date(2026, 5, 20), batch_events=batch)
 events = [e for part in org.events() for e in part]
+who = Attribution()
+if pg:
+    import orjson
+    from sqlalchemy import text
+    from agenttrail.server.ingest import _parse
+    from agenttrail.store.ingest import ingest
+    cuts = range(0, len(events), batch)
+    bodies = [orjson.dumps({"events": [e.to_dict() for e in events[i : i + batch]]}) for i in cuts]
+    admin = open_engine(pg)
+    schema = f"bench_writer_{mode}_{__import__('os').getpid()}"
+    with admin.begin() as c:
+        c.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        engine = open_engine(f"{pg}?options=-csearch_path%3D{schema}")
+        if mode == "store":
+            for body in bodies:
+                ingest(engine, _parse(body), who)
+        engine.dispose()
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    print(len(events))
+    raise SystemExit(0)
 engine = open_engine(f"sqlite:///{folder}/store.db")
 # Older trees have no `sqlite` flag: their writer formats the times itself.
 flag = {"sqlite": True} if "sqlite" in inspect.signature(prepare).parameters else {}
 prepared = [prepare(events[i : i + batch], **flag) for i in range(0, len(events), batch)]
-who = Attribution()
 if mode == "store":
     for i in range(0, len(prepared), turn):
         ingest_batches(engine, [(p, who) for p in prepared[i : i + turn]])
@@ -67,6 +95,7 @@ def _instructions(python: str, src: str, mode: str, args: argparse.Namespace, fo
         CHILD,
         mode,
         *map(str, (args.engineers, args.days, args.batch, args.turn)),
+        *([args.pg_url] if args.pg_url else []),
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
@@ -94,12 +123,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2000, help="events per request")
     ap.add_argument("--turn", type=int, default=4, help="batches per writer turn")
     ap.add_argument("--baseline", default=None, help="another checkout's src directory, measured the same way")
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite", help="postgresql: a request's Python")
     args = ap.parse_args()
+    pg = os.environ.get("AGENTTRAIL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args.pg_url = pg if args.db == "postgresql" else ""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     # The interpreter itself, not a wrapper script (pyenv's shims are shell scripts valgrind would trace).
     python = os.path.realpath(sys.executable)
-    result: dict[str, object] = {"engineers": args.engineers, "days": args.days, "batch": args.batch, "turn": args.turn}
+    result: dict[str, object] = {
+        "db": args.db,
+        "engineers": args.engineers,
+        "days": args.days,
+        "batch": args.batch,
+        "turn": args.turn,
+    }
     with tempfile.TemporaryDirectory() as d:
         here = _tree(python, str(Path(__file__).resolve().parents[1] / "src"), args, Path(d))
         result["this_checkout"] = here
