@@ -183,3 +183,23 @@ def test_a_refusal_quoted_after_the_calls_holding_the_rest_finished_does_not_con
     held = refusal_message(b, w, spent=497 * NANOS // 1000, reserved=15 * NANOS // 1000)
     assert "$0.497 of $0.50, and $0.015 more is held by calls in progress" in held
     assert "is spent: $0.52 of $0.50; resets" in refusal_message(b, w, spent=52 * NANOS // 100, reserved=0)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", dict(BODY, max_tokens=2**63 - 1)),
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": MSG, "max_tokens": 2**40, "n": 2**40}),
+    ],
+)
+def test_an_absurd_output_allowance_is_not_a_database_outage(make_gov, path: str, body: dict) -> None:  # type: ignore[type-arg]
+    # max_tokens 2**63-1 made a reservation of ~1e23 nano-dollars: the counter update overflowed its
+    # 64-bit column, and the client was told "the gateway cannot check budgets … (its database is
+    # unavailable); try again shortly" with a 503 and x-should-retry: true, for ever.
+    gov = make_gov(raw={"limits": {"key": {"tpm": 10**15}}})
+    b = gov.budget("team", "payments", 5.0)
+    headers = {**A_HEADERS, "x-api-key": gov.key, "authorization": f"Bearer {gov.key}"}
+    r = httpx.post(gov.url + path, json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    spent, reserved = gov.spend(b.id)
+    assert spent > 0 and reserved == 0

@@ -398,7 +398,13 @@ def max_output_tokens(endpoint: str, body: Mapping[str, Any], default: int) -> i
             limit = v
             break
     n = body.get("n") if endpoint == "chat" else 1
-    return limit * (n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1)
+    allowance = limit * (n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1)
+    # No model writes more; an absurd allowance (max_tokens 2**63-1) priced in nano-dollars overflowed
+    # the counters' 64-bit columns and was answered as a database outage.
+    return min(allowance, MAX_OUTPUT_ALLOWANCE)
+
+
+MAX_OUTPUT_ALLOWANCE = 100_000_000  # tokens, choices included
 
 
 def input_tokens_estimate(raw_size: int) -> int:
