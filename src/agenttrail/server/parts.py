@@ -24,6 +24,7 @@ PARTS = (
     "agenttrail.server.webhooks",
     "agenttrail.server.retention",
     "agenttrail.server.ui",
+    "agenttrail.server.collector",  # last: it freezes what the others made when they started
 )
 
 
