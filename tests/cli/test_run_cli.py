@@ -297,3 +297,35 @@ def test_a_secret_alone_in_a_command_line_is_not_stored(project: dict[str, Any])
     done = _run(project, "--", "/bin/echo", "aws_secret_access_key", secret)
     rec = _record(project, _sid(done.stderr))
     assert secret not in json.dumps(rec) and rec["start"]["command"][:2] == ["/bin/echo", "aws_secret_access_key"]
+
+
+def test_ctrl_c_in_the_sandbox_reaches_the_agent_not_bwrap(project: dict[str, Any]) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group. bwrap died of it and took the
+    agent with it, so an agent that handles Ctrl-C (aider stops an answer, a script cleans up) was
+    killed outright in the sandbox, unlike without it. The agent must get it and decide."""
+    _need(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    marker = project["tmp"] / "started"
+    script = f"trap 'echo caught > caught.txt; exit 42' INT; env A=1 touch {marker}; while true; do sleep 0.05; done"
+    proc = subprocess.Popen(
+        [*AGENTTRAIL, "run", "--allow-write", str(project["tmp"]), "--", "bash", "-c", script],
+        cwd=project["repo"],
+        env=project["env"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job has
+    )
+    try:
+        _wait_for(lambda: marker.exists() and _exec_seen(project, "touch"), "the agent to start")
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 42, err
+    assert (project["repo"] / "caught.txt").read_text() == "caught\n"
+    rec = _record(project, _sid(err))
+    argv0 = [e["payload"]["argv"][0] for e in rec["events"] if e["kind"] == "exec"]
+    assert argv0[0] == "bash"  # the launcher (`env --default-signal=INT`) is not one of the agent's commands…
+    assert argv0.count("env") == 1  # …but the agent's own `env` is

@@ -10,8 +10,10 @@ own config directories and the session's private folder writable, and hides agen
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,6 +60,38 @@ def agent_environment(
     return out
 
 
+@functools.cache
+def _env_sets_signals() -> str | None:
+    """coreutils' `env` when it can ignore and reset signals for what it runs (8.31 and later)."""
+    env = shutil.which("env")
+    if env is None:
+        return None
+    try:
+        done = subprocess.run(
+            [env, "--ignore-signal=INT", "--default-signal=INT", "true"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return env if done.returncode == 0 else None
+
+
+def ctrl_c_for_the_agent() -> tuple[list[str], list[str]]:
+    """(what runs bwrap, what runs the agent inside): so that a Ctrl-C reaches the agent and only it.
+
+    The terminal sends SIGINT to the whole foreground process group, bwrap included. bwrap does not
+    handle it, so it died, and with it (`--die-with-parent`, then the pid namespace) the agent, which
+    never had the chance to handle it: an agent that takes Ctrl-C as "stop this answer" (aider) or
+    that cleans up on it was killed outright, unlike without the sandbox. So bwrap runs with SIGINT
+    ignored and the agent with it back to the default (signal dispositions pass through exec).
+    When agenttrail itself ignores SIGINT (started in the background), the agent keeps ignoring it."""
+    env = _env_sets_signals()
+    if env is None:
+        return [], []
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return [env, "--ignore-signal=INT"], []
+    return [env, "--ignore-signal=INT"], [env, "--default-signal=INT", "--"]
+
+
 def sandbox_argv(
     command: Sequence[str],
     *,
@@ -86,7 +120,8 @@ def sandbox_argv(
         cwd=cwd,
     )
     ensure_agent_dirs(config)
-    return build_argv(config, command)
+    outside, inside = ctrl_c_for_the_agent()
+    return [*outside, *build_argv(config, command, launcher=inside)]
 
 
 TRAILER_HOOKS = ("prepare-commit-msg", "commit-msg")

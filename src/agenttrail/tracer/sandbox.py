@@ -86,9 +86,12 @@ def _tmp_roots_of(command: Sequence[str]) -> list[str]:
     return roots
 
 
-def build_argv(config: SandboxConfig, command: Sequence[str], *, bwrap: str = "bwrap") -> list[str]:
-    """The bwrap command line that runs `command` in the sandbox. Reads the filesystem only to
-    decide, for each hidden path that exists, whether it is a directory or a file."""
+def build_argv(
+    config: SandboxConfig, command: Sequence[str], *, bwrap: str = "bwrap", launcher: Sequence[str] = ()
+) -> list[str]:
+    """The bwrap command line that runs `command` in the sandbox (through `launcher`, e.g. `env
+    --default-signal=INT --`). Reads the filesystem only to decide, for each hidden path that
+    exists, whether it is a directory or a file."""
     project = os.path.abspath(config.project_dir)
     argv = [bwrap, "--die-with-parent"]
     if config.unshare_pid:
@@ -113,7 +116,7 @@ def build_argv(config: SandboxConfig, command: Sequence[str], *, bwrap: str = "b
     for p in (*config.agent_dirs, *config.agent_files):
         path = _abs(config.home, p)
         argv += ["--bind-try", path, path]
-    argv += ["--chdir", os.path.abspath(config.cwd or project), "--", *command]
+    argv += ["--chdir", os.path.abspath(config.cwd or project), "--", *launcher, *command]
     return argv
 
 

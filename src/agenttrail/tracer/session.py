@@ -334,6 +334,7 @@ class TracedSession:
             initial_cwd=self.cwd,
             tracer_paths=tuple(tracer_paths),
             ignored_programs=("bwrap",) if self.opts.sandbox else (),
+            launcher_programs=("env",) if self.opts.sandbox else (),
         )
         stdin, stdout, stderr = self._stdio
         self.sup = Supervisor(

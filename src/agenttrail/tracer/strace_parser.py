@@ -62,6 +62,9 @@ class TraceConfig:
     include_udp: bool = True
     collapse_window_s: float = 2.0  # reads/writes of one path within this window → one event; 0 = off
     ignored_programs: tuple[str, ...] = ()  # basenames (e.g. "bwrap") whose own calls are setup noise
+    # Basenames that only launch the agent (the sandbox's `env --default-signal=INT`): noise until the
+    # agent's first exec, the agent's own commands after it.
+    launcher_programs: tuple[str, ...] = ()
 
     def roots(self) -> tuple[str, ...]:
         return tuple(os.path.normpath(p) for p in (self.project_dir, *self.project_aliases))
@@ -313,7 +316,10 @@ class TraceParser:
         return any(part in path for part in self.config.skip_read_parts)
 
     def ignored(self, proc: Proc) -> bool:
-        return proc.program is not None and proc.program in self.config.ignored_programs
+        if proc.program is None:
+            return False
+        launching = self.agent_pid is None and proc.program in self.config.launcher_programs
+        return launching or proc.program in self.config.ignored_programs
 
     def event(self, kind: str, ts: float, payload: dict[str, Any]) -> Event:
         self._seq += 1
