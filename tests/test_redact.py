@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agenttrail import clock, events
@@ -316,6 +316,8 @@ FRAGMENTS = [
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=300).map("".join))
+# A refused match (`Authorization:` read as the first header's value) hid the second header from one pass.
+@example("Bearer sk-ant-Authorization: Authorization: sk-sk-")
 def test_adversarial_mixtures_are_handled(text: str) -> None:
     out = redact_text(text)
     assert redact_text(out) == out  # nothing new appears once secrets are placeholders

@@ -296,11 +296,16 @@ def _apply(rule: _Rule, text: str, low: str, gated: bool) -> str:
     if gated and rule.also and not any(n in subject for n in rule.also):
         return text
     out: list[str] = []
-    pos = 0
-    for m in pattern.finditer(subject):
+    pos = at = 0
+    while (m := pattern.search(subject, at)) is not None:
         kind = rule.check(text, m, rule.kind) if rule.check else rule.kind
         if kind is None:
+            # Looked at again from the next character, not past the match: a match refused for its value
+            # (`Authorization: Authorization: sk-…` reads `Authorization:` as the first one's value) may
+            # hide one that starts inside it, which a second pass over the output would then find.
+            at = m.start() + 1
             continue
+        at = max(m.end(), m.start() + 1)
         start, end = m.span("v") if "v" in pattern.groupindex else m.span()
         # Keep a quoted value's quotes, so `"password": "…"` stays valid JSON.
         value = text[start:end]
