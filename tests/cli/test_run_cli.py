@@ -128,28 +128,8 @@ def test_a_crashing_agent_is_still_finalised(project: dict[str, Any]) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signals_reach_the_agent(project: dict[str, Any], sig: signal.Signals) -> None:
     """`agenttrail run` forwards the signal; the agent handles it; its exit code is the session's."""
-    marker = project["tmp"] / "started"
-    script = (
-        f"trap 'echo caught > caught.txt; exit 42' {sig.name.removeprefix('SIG')}; "
-        f"touch {marker}; while true; do sleep 0.05; done"
-    )
-    proc = subprocess.Popen(
-        [*AGENTTRAIL, "run", "--no-sandbox", "--", "bash", "-c", script],
-        cwd=project["repo"],
-        env=project["env"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for(lambda: marker.exists() and _exec_seen(project, "touch"), "the agent to start")
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 42, err
+    code, err = _signal_a_trapping_agent(project, ["--no-sandbox"], sig, lambda p: p.send_signal(sig))
+    assert code == 42, err
     assert (project["repo"] / "caught.txt").read_text() == "caught\n"
     rec = _record(project, _sid(err))
     assert rec["session"]["exit_code"] == 42
@@ -304,10 +284,30 @@ def test_ctrl_c_in_the_sandbox_reaches_the_agent_not_bwrap(project: dict[str, An
     agent with it, so an agent that handles Ctrl-C (aider stops an answer, a script cleans up) was
     killed outright in the sandbox, unlike without it. The agent must get it and decide."""
     _need(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    ctrl_c = lambda p: os.killpg(p.pid, signal.SIGINT)  # noqa: E731  (what the terminal does)
+    code, err = _signal_a_trapping_agent(project, ["--allow-write", str(project["tmp"])], signal.SIGINT, ctrl_c)
+    assert code == 42, err
+    assert (project["repo"] / "caught.txt").read_text() == "caught\n"
+    rec = _record(project, _sid(err))
+    argv0 = [e["payload"]["argv"][0] for e in rec["events"] if e["kind"] == "exec"]
+    assert argv0[0] == "bash"  # the launcher (`env --default-signal=INT`) is not one of the agent's commands…
+    assert argv0.count("env") == 1  # …but the agent's own `env` is
+
+
+def _signal_a_trapping_agent(
+    project: dict[str, Any],
+    options: list[str],
+    trapped: signal.Signals,
+    send: Callable[[subprocess.Popen[str]], None],
+) -> tuple[int, str]:
+    """Run a bash agent that traps `trapped` (exit 42), `send` once it runs; (exit code, stderr)."""
     marker = project["tmp"] / "started"
-    script = f"trap 'echo caught > caught.txt; exit 42' INT; env A=1 touch {marker}; while true; do sleep 0.05; done"
+    script = (
+        f"trap 'echo caught > caught.txt; exit 42' {trapped.name.removeprefix('SIG')}; "
+        f"env A=1 touch {marker}; while true; do sleep 0.05; done"
+    )
     proc = subprocess.Popen(
-        [*AGENTTRAIL, "run", "--allow-write", str(project["tmp"]), "--", "bash", "-c", script],
+        [*AGENTTRAIL, "run", *options, "--", "bash", "-c", script],
         cwd=project["repo"],
         env=project["env"],
         stdin=subprocess.DEVNULL,
@@ -318,14 +318,9 @@ def test_ctrl_c_in_the_sandbox_reaches_the_agent_not_bwrap(project: dict[str, An
     )
     try:
         _wait_for(lambda: marker.exists() and _exec_seen(project, "touch"), "the agent to start")
-        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        send(proc)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 42, err
-    assert (project["repo"] / "caught.txt").read_text() == "caught\n"
-    rec = _record(project, _sid(err))
-    argv0 = [e["payload"]["argv"][0] for e in rec["events"] if e["kind"] == "exec"]
-    assert argv0[0] == "bash"  # the launcher (`env --default-signal=INT`) is not one of the agent's commands…
-    assert argv0.count("env") == 1  # …but the agent's own `env` is
+    return proc.returncode, err
