@@ -216,7 +216,10 @@ def test_reads_are_scoped_to_the_keys_engineer_and_audited(api: Api) -> None:
     assert [f["path"] for f in rec["file_changes"]] == ["a.txt"] and rec["file_changes"][0]["diff"] == "+x\n"
     assert [e["kind"] for e in rec["events"]] == ["session_start", "exec", "file_create", "session_end"]
     assert api.get("/api/v1/sessions/sess-a1", api.bob).status_code == 404  # not bob's
-    assert api.get("/api/v1/sessions/sess-a", api.alice).status_code == 404  # ambiguous prefix
+    ambiguous = api.get("/api/v1/sessions/sess-a", api.alice)  # alice's two: say so, not "no session"
+    assert ambiguous.status_code == 400 and "more than one session" in ambiguous.json()["error"]["message"]
+    assert api.get("/api/v1/sessions/sess-a", api.bob).status_code == 404  # none of them bob's
+    assert api.get("/api/v1/sessions/se", api.alice).status_code == 400  # too short to look for
     assert api.get("/api/v1/sessions/sess-b", api.bob).json()["session_id"] == "sess-b1"  # unique prefix
     with api.engine.connect() as conn:
         audit = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.detail)).all()

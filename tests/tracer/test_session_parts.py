@@ -351,3 +351,19 @@ def test_only_the_hooks_that_do_something_are_kept(tmp_path: Path) -> None:
     hooks = install_hooks(tmp_path / "session-hooks-2", "s1")
     assert prune_hooks(hooks, str(repo)) == ["commit-msg", "pre-commit", "prepare-commit-msg"]
     assert prune_hooks(install_hooks(tmp_path / "h3", "s1"), None) == ["commit-msg", "prepare-commit-msg"]
+
+
+def test_a_prefix_names_one_session_or_says_why_not(tmp_path: Path) -> None:
+    from agenttrail.store.ingest import ingest
+    from agenttrail.tracer.timeline import SessionIdError, resolve_session_id
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'local.db'}")
+    for sid in ("44f8e7f3aa", "44f8e7f3bb", "980a9d46cc"):
+        ingest(engine, [Event(sid, "session_start", T0, {"agent": "codex"}, stable_id(sid, "session_start"))])
+    assert resolve_session_id(engine, "980a") == "980a9d46cc"
+    assert resolve_session_id(engine, "44f8e7f3a") == "44f8e7f3aa"
+    assert resolve_session_id(engine, "ffff") is None
+    with pytest.raises(SessionIdError, match="more than one session"):
+        resolve_session_id(engine, "44f8")  # was "no session '44f8'", as if there were none
+    with pytest.raises(SessionIdError, match="too short"):
+        resolve_session_id(engine, "9")

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         """One session's record as a timeline: model calls with cost, commands, files with diffs,
         packages, connections and commits."""
         from agenttrail.tracer.remote import NoSessionsApi, RemoteError, RemoteUnavailable
-        from agenttrail.tracer.timeline import render_timeline, session_record
+        from agenttrail.tracer.timeline import SessionIdError, render_timeline, session_record
 
         record: dict[str, Any] | None = None
         searched = "the local store"
@@ -128,7 +128,11 @@ def register(app: typer.Typer) -> None:
             from agenttrail.query.access import audit, local_principal
 
             engine = engine_for(db, config)
-            record = session_record(engine, session_id)
+            try:
+                record = session_record(engine, session_id)
+            except SessionIdError as e:
+                fail(str(e))
+                return
             if record:  # content read from the store: audited like the query API's (agenttrail.query.access)
                 audit(
                     engine, local_principal(), "session.read", {"session_id": record["session_id"]}, SystemClock().now()

@@ -34,7 +34,7 @@ from agenttrail.server.app import Services
 from agenttrail.server.body import BodyTooLarge, read_body
 from agenttrail.store.keys import KeyInfo, create_session_key
 from agenttrail.store.tables import project, virtual_key
-from agenttrail.tracer.timeline import Scope, list_sessions, session_record
+from agenttrail.tracer.timeline import Scope, SessionIdError, list_sessions, session_record
 
 DEFAULT_KEY_MAX_HOURS = 24.0
 MAX_KEY_HOURS = 24 * 366
@@ -211,7 +211,10 @@ def install(svc: Services) -> list[BaseRoute]:
         except _Refused as r:
             return _problem(r.status, r.message, r.code)
         sid = request.path_params["session_id"]
-        record = await to_thread.run_sync(lambda: session_record(svc.engine, sid, scope=scope_for(key)))
+        try:
+            record = await to_thread.run_sync(lambda: session_record(svc.engine, sid, scope=scope_for(key)))
+        except SessionIdError as e:
+            return _problem(400, str(e), "session_id_ambiguous")
         if record is None:
             return _problem(404, f"no session {sid} that this key may read", "session_not_found")
         await to_thread.run_sync(_audit, svc.engine, key, record["session_id"], _naive(svc.clock.now()))

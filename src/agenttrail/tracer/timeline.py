@@ -95,8 +95,16 @@ def list_sessions(engine: Engine, *, limit: int = 50, scope: Scope | None = None
         return [_row(r._mapping) for r in conn.execute(q, {**params, "limit": int(limit)})]
 
 
+class SessionIdError(ValueError):
+    """A prefix that cannot name one session: too short to try, or shared by several."""
+
+
+MIN_PREFIX = 4
+
+
 def resolve_session_id(engine: Engine, given: str, *, scope: Scope | None = None) -> str | None:
-    """The full id for an id or a unique prefix of one (ids are long; people type the first 8)."""
+    """The full id for an id or a unique prefix of one (ids are long; people type the first 8).
+    None when nothing matches; `SessionIdError` when the prefix is too short or matches several."""
     cond, params = (scope or Scope()).where()
     with engine.connect() as conn:
         exact = conn.execute(
@@ -105,13 +113,17 @@ def resolve_session_id(engine: Engine, given: str, *, scope: Scope | None = None
         if exact is not None:
             return str(exact[0])
         # Only plain id characters make a prefix: no LIKE wildcards from the caller.
-        if len(given) < 4 or not _ID_CHARS.fullmatch(given):
+        if not _ID_CHARS.fullmatch(given):
             return None
+        if len(given) < MIN_PREFIX:
+            raise SessionIdError(f"{given!r} is too short to find a session by: give at least {MIN_PREFIX} characters")
         rows = conn.execute(
             text(f"SELECT session_id FROM sessions WHERE session_id LIKE :prefix AND {cond} LIMIT 2"),
             {**params, "prefix": given + "%"},
         ).all()
-    return str(rows[0][0]) if len(rows) == 1 else None
+    if len(rows) > 1:
+        raise SessionIdError(f"{given!r} is the start of more than one session id: give more of it")
+    return str(rows[0][0]) if rows else None
 
 
 def _select(conn: Connection, sql: str, sid: str) -> list[dict[str, Any]]:
