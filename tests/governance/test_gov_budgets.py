@@ -203,3 +203,23 @@ def test_an_absurd_output_allowance_is_not_a_database_outage(make_gov, path: str
     assert r.status_code == 200, r.text
     spent, reserved = gov.spend(b.id)
     assert spent > 0 and reserved == 0
+
+
+def test_a_model_without_a_price_is_refused_under_a_budget_not_let_through_free(make_gov) -> None:
+    # A model genai-prices does not know cost $0 by agenttrail's books: under a $0.05 budget, any
+    # number of calls went through (the provider billed them all), and the budget never moved.
+    gov = make_gov()
+    gov.budget("team", "payments", 0.05)
+    body = dict(BODY, model="claude-brand-new-9")
+    r = _post(gov, gov.key, body)
+    assert r.status_code == 403 and r.headers["x-should-retry"] == "false"
+    msg = r.json()["error"]["message"]
+    assert 'no price for model "claude-brand-new-9"' in msg and 'team "payments" monthly budget' in msg
+    assert '[prices."claude-brand-new-9"]' in msg
+    assert gov.upstream_requests() == []
+    assert _post(gov, gov.key).status_code == 200  # a priced model under the same budget goes through
+
+
+def test_without_a_budget_an_unpriced_model_goes_through(make_gov) -> None:
+    gov = make_gov()
+    assert _post(gov, gov.key, dict(BODY, model="claude-brand-new-9")).status_code == 200

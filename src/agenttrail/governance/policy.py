@@ -38,6 +38,7 @@ from agenttrail.governance.limits import refusal_message as limit_message
 from agenttrail.governance.periods import Window, Windows
 from agenttrail.governance.routing import Router
 from agenttrail.pricing import Pricer
+from agenttrail.usage import Usage
 
 log = logging.getLogger("agenttrail.governance")
 
@@ -103,6 +104,8 @@ class GovernancePolicy:
         est = Estimate.of(call.endpoint.name, call.body or {}, self.budget_settings.default_max_output_tokens)
         # Reserved at the dearest model the call may end up on, so a fallback cannot widen the bound.
         worst = max(est.cost(self.pricer, call.provider, m) for m in [call.model, *fallbacks])
+        if covering and worst == 0 and call.model:
+            self._refuse_unpriced(call, covering[0][0])
         limit_claims = self.limiter.claims(call.key, now, est.tokens_in + est.tokens_out)
         claims: list[Claim] = [lc.claim for lc in limit_claims]
         claims += [budget_claim(b, w, worst, self.budget_settings) for b, w in covering]
@@ -127,6 +130,22 @@ class GovernancePolicy:
                     ) from None
         call.reservation = grant
         return None
+
+    def _refuse_unpriced(self, call: Call, b: Budget) -> None:
+        """A model with no known price costs $0 in agenttrail's books: under a budget it would go
+        through unmetered (the provider bills it all the same). Refused, saying how to price it."""
+        if self.pricer.price(call.provider, call.model, Usage(output_tokens=1)).known:
+            return  # a free model
+        self.refusals += 1
+        raise GatewayError(
+            403,
+            f'agenttrail has no price for model "{call.model}", so the {b.label} cannot be enforced on it: '
+            f'use a model it prices, or ask an admin to add [prices."{call.model}"] (input and output, USD '
+            "per million tokens) to the server's agenttrail.toml",
+            code="model_not_priced",
+            retry=False,
+            record_status="refused",
+        )
 
     def _spent_pct(self, b: Budget, w: Window) -> float:
         acc = self.ledger.peek(budget_cid(b, w))
