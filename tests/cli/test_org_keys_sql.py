@@ -117,3 +117,10 @@ def test_an_expiry_in_the_past_or_off_the_calendar_is_refused(sqlite_url: str, h
         p = at("key", "create", "--team", "payments", "--expires", value, db=sqlite_url, check=False)
         assert p.returncode == 1 and "Traceback" not in p.stderr and message in p.stderr, p.stderr
     assert at("key", "create", "--team", "payments", "--expires", "30d", db=sqlite_url).stdout.startswith("sk-at-")
+
+
+def test_a_refused_query_says_what_to_do_once(db_url: str, home: str) -> None:
+    empty = at("sql", "   ", db=db_url, check=False)
+    assert empty.returncode == 1 and " ".join(empty.stderr.split()).count("package_installs") == 1  # listed twice
+    unknown = at("sql", "SELECT * FROM sesions", db=db_url, check=False)
+    assert "Readable views: teams" in " ".join(unknown.stderr.split())  # the list helps here

@@ -24,3 +24,13 @@ def test_a_row_cap_cannot_be_negative(db_url: str) -> None:
     with pytest.raises(SQLRefused, match="row cap must be 0 or more"):
         run_sql(open_engine(db_url), "SELECT 1", max_rows=-1)
     assert run_sql(open_engine(db_url), "SELECT 1", max_rows=0).truncated
+
+
+def test_comments_before_the_statement_are_not_its_first_word(db_url: str) -> None:
+    engine = open_engine(db_url)
+    for empty in ("/* nothing */", "-- only a note", " ; "):
+        with pytest.raises(SQLRefused, match="empty statement"):  # was "/* is refused"
+            run_sql(engine, empty)
+    assert run_sql(engine, "/* why */ -- and how\nSELECT 1 AS one").rows == [(1,)]
+    with pytest.raises(SQLRefused, match="DELETE is refused"):
+        run_sql(engine, "/* x */ DELETE FROM teams")

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         """Run a read-only SELECT over the documented views.
 
         Views: teams, projects, engineers, llm_calls, sessions, events, file_changes, commits,
-        pull_requests. Writes, ATTACH, PRAGMA and schema changes are refused.
+        pull_requests, pr_sessions, session_models, daily_spend, monthly_spend, package_installs.
+        Writes, ATTACH, PRAGMA and schema changes are refused.
 
         Example: agenttrail sql "SELECT team, model, SUM(cost_usd) FROM llm_calls GROUP BY 1, 2"
         """
@@ -33,7 +34,9 @@ def register(app: typer.Typer) -> None:
         try:
             res = run_sql(engine_for(db, config), query, timeout_s=timeout, max_rows=max_rows)
         except SQLRefused as e:
-            fail(f"{e}. Readable views: {', '.join(VIEW_NAMES)}")
+            # A name the database did not know: the views it can read are the likely fix.
+            hint = f". Readable views: {', '.join(VIEW_NAMES)}" if str(e).startswith("SQL error") else ""
+            fail(f"{e}{hint}")
             return
         render(res.columns, res.rows, fmt)
         if res.truncated:

@@ -98,17 +98,22 @@ def run_sql(
     if max_rows < 0:
         raise SQLRefused(f"the row cap must be 0 or more, not {max_rows}")
     sql = sql.strip().rstrip(";").strip()
-    if not sql:
+    body = _LEADING_COMMENTS.sub("", sql)
+    if not body.strip(" \n\t;"):
         raise SQLRefused("empty statement: give a SELECT over the views " + ", ".join(VIEW_NAMES))
     if ";" in _strip_strings(sql):
         raise SQLRefused("one statement at a time: remove the ';' between statements")
-    first = sql.lstrip("( \n\t").split(None, 1)[0].upper() if sql.split() else ""
+    first = body.lstrip("( \n\t").split(None, 1)[0].upper()
     if first not in ("SELECT", "WITH", "VALUES", "EXPLAIN"):
         # A friendlier message than the engine's; the authorizer and read-only transaction still enforce it.
         raise SQLRefused(f"only read-only SELECT statements are allowed; {first} is refused")
     if engine.dialect.name == "sqlite":
         return _run_sqlite(engine, sql, timeout_s, max_rows, params or {}, allowed)
     return _run_postgres(engine, sql, timeout_s, max_rows, params or {}, allowed)
+
+
+# Comments before the statement (`-- why`, `/* note */`): its first word comes after them.
+_LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.S)
 
 
 def views_named(sql: str) -> frozenset[str]:
