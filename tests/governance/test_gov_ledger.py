@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -203,8 +204,39 @@ async def test_a_failing_store_refuses_cleanly_and_loses_no_settlement(db_url: s
         await ledger.flush()
     acc = ledger.peek(cid)
     assert acc is not None and (acc.u_spent, acc.u_release, acc.inflight) == (7, 10, 0)
+    assert (acc.spent, acc.t_spent, acc.t_release) == (7, 0, 0)
     ledger.store.apply = real  # type: ignore[method-assign]
     await ledger.flush(release_all=True)
+    assert _row(engine, cid) == (7, 0)
+
+
+async def test_a_settlement_on_its_way_to_the_store_still_counts(db_url: str) -> None:
+    """While a trip writes a settlement, `spent` (which the soft-budget downgrade reads) and `committed`
+    still hold it: they dropped it until the store answered, and a call routed meanwhile saw the budget
+    as if the last call had cost nothing (CI: a downgrade at 50% did not happen)."""
+    engine = open_engine(db_url)
+    cid = _budget(engine, 1_000)
+    ledger = Ledger(engine, FixedClock(NOW))
+    t = await ledger.reserve([Claim(cid, limit=1_000, amount=10)])
+    ledger.settle(t, {cid: 7})
+    acc = ledger.peek(cid)
+    assert acc is not None
+    before = (acc.spent, acc.committed)
+    real = ledger.store.apply
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow(*a: object, **k: object) -> object:
+        inside.set()
+        go_on.wait(30)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    ledger.store.apply = slow  # type: ignore[method-assign]
+    flush = asyncio.create_task(ledger.flush())
+    assert await asyncio.to_thread(inside.wait, 30)
+    assert acc.u_spent == 0 and (acc.spent, acc.committed) == before == (7, 7)
+    go_on.set()
+    await flush
+    assert (acc.spent, acc.committed, acc.t_spent, acc.t_release) == (7, 7, 0, 0)
     assert _row(engine, cid) == (7, 0)
 
 

@@ -72,6 +72,10 @@ class Account:
     u_over: int = 0  # how far those calls went past their reservations
     db_spent: int = 0  # the row as last read back
     db_reserved: int = 0
+    # Taken by a trip and not yet acknowledged by the store: counted, or a decision made meanwhile (the
+    # soft-budget downgrade reads `spent`) saw the call as not yet spent.
+    t_spent: int = 0
+    t_release: int = 0
     ensured: bool = False
     last_used: float = 0.0
 
@@ -93,11 +97,11 @@ class Account:
     @property
     def committed(self) -> int:
         """spent + reserved in the store, as it will be once this process's settlements are written."""
-        return self.db_spent + self.db_reserved + self.u_spent - self.u_release
+        return self.db_spent + self.db_reserved + self.t_spent - self.t_release + self.u_spent - self.u_release
 
     @property
     def spent(self) -> int:
-        return self.db_spent + self.u_spent
+        return self.db_spent + self.t_spent + self.u_spent
 
 
 @dataclass(slots=True)
@@ -161,8 +165,15 @@ class _Leg:
         self.d_spent += a.u_spent
         self.rel += a.u_release
         self.over += a.u_over
+        a.t_spent += a.u_spent
+        a.t_release += a.u_release
         a.held -= a.u_release
         a.u_spent = a.u_release = a.u_over = 0
+
+    def landed(self) -> None:
+        """What this leg took is no longer in transit: written, put back, or its row is gone."""
+        self.acc.t_spent -= self.d_spent
+        self.acc.t_release -= self.rel
 
     def give_back_idle(self) -> None:
         a = self.acc
@@ -208,6 +219,7 @@ class _Leg:
         a.db_spent, a.db_reserved = spent, reserved
         a.held += self.inc
         self.applied = True
+        self.landed()
         self.d_spent = self.rel = self.over = self.give_back = 0
 
     def failed(self) -> None:
@@ -221,6 +233,7 @@ class _Leg:
 
     def restore(self) -> None:
         a = self.acc
+        self.landed()
         a.u_spent += self.d_spent
         a.u_release += self.rel
         a.u_over += self.over
@@ -432,7 +445,7 @@ class Ledger:
         for req, claim in refused:
             acc = self._accounts.get(claim.cid)
             if not req.fut.done():
-                spent = acc.db_spent + acc.u_spent if acc else 0
+                spent = acc.spent if acc else 0
                 req.fut.set_exception(Refused(claim, spent, acc.db_reserved if acc else 0))
 
     async def _apply(self, legs: list[_Leg]) -> None:
@@ -452,6 +465,7 @@ class Ledger:
                 # An unconditional write found no row: the budget was removed with its rows.
                 self.gone.add(leg.acc.cid)
                 leg.acc.inflight -= leg.total
+                leg.landed()
                 leg.d_spent = leg.rel = leg.over = leg.give_back = 0
             else:
                 leg.failed()
