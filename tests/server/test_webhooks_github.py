@@ -116,6 +116,12 @@ def test_a_malformed_payload_is_a_400_and_changes_nothing(client: TestClient) ->
         {**good, "pull_request": {**good["pull_request"], "number": True}},
         {**good, "pull_request": {**good["pull_request"], "number": -3}},
         {**good, "pull_request": {**good["pull_request"], "merged_at": "0001-01-01T00:00:00+05:00"}},
+        # Each of these was a 500 on PostgreSQL (the value does not fit its column):
+        {**good, "pull_request": {**good["pull_request"], "number": 2**40}},
+        {**good, "pull_request": {**good["pull_request"], "merge_commit_sha": "a" * 400}},
+        {**good, "pull_request": {**good["pull_request"], "head": {"sha": "not a sha"}}},
+        {**good, "repository": {"html_url": "https://github.com/acme/" + "x" * 600}},
+        {**good, "pull_request": {**good["pull_request"], "merged_at": "9999-01-01T00:00:00Z"}},
     ]
     for payload in malformed:
         r = _deliver(client, payload)
@@ -125,3 +131,10 @@ def test_a_malformed_payload_is_a_400_and_changes_nothing(client: TestClient) ->
     r = _deliver(client, {**good, "pull_request": {**good["pull_request"], "head": "fix-flaky"}})
     assert r.status_code == 200
     assert _state(client)[1] == {"s-head": 0, "s-trailer": 1}
+
+
+def test_a_nul_in_the_title_is_dropped_not_a_500(client: TestClient) -> None:
+    good = _payload()
+    r = _deliver(client, {**good, "pull_request": {**good["pull_request"], "title": "Fix\x00 it"}})
+    assert r.status_code == 200, r.text
+    assert _state(client)[0][0][2] == "Fix it"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from agenttrail.linking.record import PullRequestFacts, session_trailers
+from agenttrail.reports.period import END_YEAR
 from agenttrail.tracer.git_identity import normalize_remote_url
 
 
@@ -42,6 +44,19 @@ def _repo(payload: dict[str, Any]) -> str | None:
     return f"github.com/{full}" if isinstance(full, str) and full else None
 
 
+MAX_PR_NUMBER = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+MAX_REPO = 500  # pull_request.repo
+_SHA = re.compile(r"[0-9A-Za-z]{1,64}")  # SHA-1 (40) or SHA-256 (64) in hex; tests spell theirs freely
+
+
+def _sha(value: Any, field: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _SHA.fullmatch(value):
+        raise ValueError(f"{field} {str(value)[:80]!r} is not a commit sha")
+    return value
+
+
 def facts_from_webhook(payload: dict[str, Any]) -> PullRequestFacts | None:
     """The merged PR in a `pull_request` event, or None when the event is not a merge."""
     pr = payload.get("pull_request")
@@ -50,6 +65,10 @@ def facts_from_webhook(payload: dict[str, Any]) -> PullRequestFacts | None:
     repo, number = _repo(payload), pr.get("number")
     if not repo or not isinstance(number, int) or isinstance(number, bool) or number < 1:
         raise ValueError("the pull_request event has no repository URL or PR number")
+    if number > MAX_PR_NUMBER:
+        raise ValueError(f"PR number {number} is out of range (at most {MAX_PR_NUMBER})")
+    if len(repo) > MAX_REPO or "\x00" in repo:
+        raise ValueError(f"the repository URL is not one ({len(repo)} characters)")
     merged_at = pr.get("merged_at")
     when = datetime.fromisoformat(merged_at.replace("Z", "+00:00")) if isinstance(merged_at, str) else None
     if when is not None and when.tzinfo is not None:
@@ -57,15 +76,19 @@ def facts_from_webhook(payload: dict[str, Any]) -> PullRequestFacts | None:
             when = when.astimezone(UTC)
         except OverflowError:
             raise ValueError(f"merged_at {merged_at!r} is out of range") from None
-    head = _obj(pr.get("head")).get("sha")
-    merge_sha = pr.get("merge_commit_sha")
-    commits = [s for s in (merge_sha, head) if isinstance(s, str) and s]
+    if when is not None and when.year >= END_YEAR:
+        raise ValueError(f"merged_at {merged_at!r} is out of range (the reports read years before {END_YEAR})")
+    head = _sha(_obj(pr.get("head")).get("sha"), "head.sha")
+    merge_sha = _sha(pr.get("merge_commit_sha"), "merge_commit_sha")
+    commits = [s for s in (merge_sha, head) if s]
+    title = pr.get("title")
     return PullRequestFacts(
         repo=repo,
         number=number,
-        title=pr.get("title") if isinstance(pr.get("title"), str) else None,
+        # PostgreSQL's text cannot hold NUL; a title is prose, so the character goes, not the event.
+        title=title.replace("\x00", "") if isinstance(title, str) else None,
         merged_at=when,
-        merge_sha=merge_sha if isinstance(merge_sha, str) else None,
+        merge_sha=merge_sha,
         merge_kind=None,
         source="webhook",
         commits=commits,
