@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         except RemoteError as e:
             fail(str(e))
             return
+        if url.endswith("/v1"):
+            # The OpenAI base URL (http://gateway:4100/v1), pasted: the server is its root.
+            url = url[: -len("/v1")]
         if not key.startswith("sk-at-"):
             fail("that is not an agenttrail virtual key (they start with sk-at-); ask your admin for one")
         who = ""
@@ -49,12 +52,22 @@ def register(app: typer.Typer) -> None:
                     parts += [str(info.get("engineer"))] if info.get("engineer") else []
                     who = f" as {', '.join(parts)}" if parts else ""
                 except NoSessionsApi as e:
-                    err_console.print(f"warning: {e}; storing the defaults anyway", highlight=False, markup=False)
+                    # Stored anyway, `agenttrail run` failed against it later, far from the mistake.
+                    fail(
+                        f"{url} answered, but it is not an agenttrail server ({e}); check the URL (the server's "
+                        "root, as `agenttrail serve` prints it), or store it anyway with --no-verify"
+                    )
                 except RemoteUnavailable as e:
                     err_console.print(
                         f"warning: {e}; storing the defaults without checking the key", highlight=False, markup=False
                     )
                 except RemoteError as e:
+                    if e.status in (401, 403):
+                        message = str(e).split("; check it with", 1)[0]
+                        fail(
+                            f"{message}; check the key for a typo (`agenttrail key list` shows the prefixes), "
+                            "or ask your admin for a new one"
+                        )
                     fail(str(e))
         path = save_client_config(settings_for(None, config).home, ClientConfig(url, key, project))
         console.print(f"logged in to {url}{who} (key {key[:12]}…, saved in {path})", highlight=False, markup=False)
