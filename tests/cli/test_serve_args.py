@@ -73,3 +73,40 @@ def test_help_of_the_commands_a_new_user_starts_with_shows_examples(command: tup
         env={**os.environ, "COLUMNS": "200"},
     )
     assert p.returncode == 0 and "Examples" in p.stdout and example in p.stdout
+
+
+def test_the_first_serve_on_a_fresh_home_is_not_a_page_of_migration_logs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # README's first command printed alembic's thirteen INFO lines ("Context impl SQLiteImpl.", "Will
+    # assume non-transactional DDL.", one per migration) before saying where it serves.
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "AGENTTRAIL_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env.pop("AGENTTRAIL_DATABASE_URL", None)
+    env.pop("AGENTTRAIL_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agenttrail", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    assert f"agenttrail serving on http://127.0.0.1:{port}" in out
+    assert "alembic" not in out and "Running upgrade" not in out

@@ -41,6 +41,13 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
+def quiet_migrations(log_level: str) -> None:
+    """Alembic's INFO lines (a dozen on a new database: "Context impl SQLiteImpl.", one per migration)
+    were the first screen of README's first command; they show with --log-level debug."""
+    if log_level.lower() != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def worker_app() -> Starlette:
     """The app of one worker process (`--workers N`, N > 1): uvicorn starts each worker afresh and calls
     this, so its settings come from the environment `serve` set up for them (the same database and
@@ -50,6 +57,7 @@ def worker_app() -> Starlette:
 
     level = os.environ.get(LOG_LEVEL_ENV, "info").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    quiet_migrations(level)
     return create_server_app(load_settings())
 
 
@@ -121,6 +129,7 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("agenttrail.cli.serve:worker_app", factory=True, workers=workers, **options)
             return
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        quiet_migrations(log_level)
         app = create_server_app(settings)
         console.print(
             f"agenttrail serving on http://{host}:{port}  (database: {where})", highlight=False, soft_wrap=True
