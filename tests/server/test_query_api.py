@@ -82,6 +82,13 @@ def test_reports_as_json_match_the_cli_shape(api: Api) -> None:
     bad = api.get("/api/v1/reports/spend", "finance", since="yesterday-ish")
     assert bad.status_code == 400 and "cannot read" in bad.json()["error"]["message"]
     for path, params in (
+        ("/api/v1/reports/spend", {"team": "\x00"}),  # a 500 on PostgreSQL, which refuses NUL
+        ("/api/v1/reports/packages", {"name": "left\x00pad"}),
+        ("/api/v1/export", {"format": "csv", "repo": "\x00"}),
+    ):
+        bad = api.get(path, "finance", **params)
+        assert bad.status_code == 400 and "NUL" in bad.json()["error"]["message"], path
+    for path, params in (
         ("/api/v1/reports/spend", {"team": "paymnets"}),
         ("/api/v1/export", {"format": "csv", "team": "paymnets"}),
         ("/api/v1/reports/shipped", {"since": "2026-05-30", "until": "2026-05-01"}),

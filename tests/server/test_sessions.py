@@ -220,6 +220,7 @@ def test_reads_are_scoped_to_the_keys_engineer_and_audited(api: Api) -> None:
     assert ambiguous.status_code == 400 and "more than one session" in ambiguous.json()["error"]["message"]
     assert api.get("/api/v1/sessions/sess-a", api.bob).status_code == 404  # none of them bob's
     assert api.get("/api/v1/sessions/se", api.alice).status_code == 400  # too short to look for
+    assert api.get("/api/v1/sessions/sess-a1%00", api.alice).status_code == 404  # not a 500 on PostgreSQL
     assert api.get("/api/v1/sessions/sess-b", api.bob).json()["session_id"] == "sess-b1"  # unique prefix
     with api.engine.connect() as conn:
         audit = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.detail)).all()

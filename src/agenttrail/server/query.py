@@ -83,6 +83,9 @@ def install(svc: Services) -> list[BaseRoute]:
 
     async def guarded(request: Request, handler: Any) -> Response:
         try:
+            if any("\x00" in v for v in request.query_params.values()):
+                # No stored name holds one, and PostgreSQL refuses it in a parameter (a 500 before).
+                raise _Refused(400, "a query parameter holds a NUL character (%00)")
             who = await principal(request)
             response: Response = await handler(request, who)
             return response

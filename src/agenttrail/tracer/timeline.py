@@ -105,6 +105,8 @@ MIN_PREFIX = 4
 def resolve_session_id(engine: Engine, given: str, *, scope: Scope | None = None) -> str | None:
     """The full id for an id or a unique prefix of one (ids are long; people type the first 8).
     None when nothing matches; `SessionIdError` when the prefix is too short or matches several."""
+    if "\x00" in given:  # no id holds one, and PostgreSQL refuses it as a parameter
+        return None
     cond, params = (scope or Scope()).where()
     with engine.connect() as conn:
         exact = conn.execute(
