@@ -177,6 +177,9 @@ def test_refusals(api: Api) -> None:
         (api.post("/api/v1/sessions", api.alice, {"project": "pager"}), 404),  # another team's project
         (api.post("/api/v1/sessions/sess-0005-alice/end", api.bob), 403),  # not bob's session
         (api.post("/api/v1/sessions/no-such-session/end", api.alice), 404),
+        # Each a 500 on PostgreSQL, which refuses NUL in a text parameter:
+        (api.post("/api/v1/sessions", api.alice, {"project": "check\x00out"}), 400),
+        (api.post("/api/v1/sessions/sess%00/end", api.alice), 404),
     ]
     for response, status in cases:
         assert response.status_code == status, response.text

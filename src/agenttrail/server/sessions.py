@@ -121,6 +121,8 @@ def start_session(
 
 def end_session(engine: Engine, key: KeyInfo, session_id: str, now: datetime) -> dict[str, Any]:
     """Revoke the session's key(s). The engineer's key that started it, or the session key itself, may."""
+    if not SESSION_ID.fullmatch(session_id):  # no session has such an id (and PostgreSQL refuses a NUL)
+        raise _Refused(404, f"no session {session_id[:80]!r} on this server", "session_not_found")
     with engine.begin() as conn:
         rows = conn.execute(
             select(virtual_key.c.id, virtual_key.c.parent_key_id).where(virtual_key.c.session_id == session_id)
@@ -174,7 +176,7 @@ def install(svc: Services) -> list[BaseRoute]:
             if not isinstance(sid, str) or not SESSION_ID.fullmatch(sid):
                 raise _Refused(400, "session_id must be 8 to 64 letters, digits or _.:- (or left out)")
             project_name = body.get("project")
-            if project_name is not None and not isinstance(project_name, str):
+            if project_name is not None and (not isinstance(project_name, str) or "\x00" in project_name):
                 raise _Refused(400, "project must be a project name")
             now = _naive(svc.clock.now())
             answer = await to_thread.run_sync(start_session, svc.engine, key, sid, project_name, now, max_lifetime)
