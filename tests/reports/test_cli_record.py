@@ -62,6 +62,7 @@ def test_mistakes_get_one_clear_line(sqlite_url: str, home: str, tmp_path: Path)
         (("report", "spend", "--team", "payments"), "no team 'payments': the directory has no teams yet"),
         (("report", "adoption", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
         (("export", "--format", "focus", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
+        (("report", "reconcile", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
     ]
     for args, needle in cases:
         p = at(*args, db=sqlite_url, check=False)

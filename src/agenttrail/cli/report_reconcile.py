@@ -8,6 +8,7 @@ from agenttrail.cli.common import CONFIG_HELP, DB_HELP, engine_for, fail, friend
 from agenttrail.cli.report import report_app
 from agenttrail.clock import SystemClock
 from agenttrail.query.output import FORMATS, render
+from agenttrail.reports.base import FilterError, Filters, check_filters
 from agenttrail.reports.period import PeriodError, parse_when
 from agenttrail.reports.reconcile import reconcile
 
@@ -36,7 +37,12 @@ def reconcile_cmd(
     except PeriodError as e:
         fail(str(e))
         return
-    rep = reconcile(engine_for(db, config), s, u, session, min_difference_usd=min_diff)
+    engine = engine_for(db, config)
+    try:
+        check_filters(engine, Filters(s, u))
+    except FilterError as e:
+        fail(str(e))
+    rep = reconcile(engine, s, u, session, min_difference_usd=min_diff)
     columns, rows = list(rep.columns), rep.rows
     if fmt == "table":  # a terminal's width: the money columns; json and csv carry every column
         keep = [i for i, c in enumerate(columns) if c in TABLE_COLUMNS]
