@@ -40,6 +40,10 @@ EMPTY_PATH = {"PATH": "/nonexistent"}
         ("uvx aider-chat", "aider", "aider-chat"),
         ("pipx run aider-chat --yes", "aider", "aider-chat"),
         ("bash -c 'IS_SANDBOX=1 exec env X=1 gemini -p \"hi there\"'", "gemini", "gemini"),
+        ("bash -c 'cd app && claude -p x'", "claude-code", "claude"),  # was "cd"
+        ("sh -c 'env | grep x'", "sh", "sh"),  # a script of commands names no agent: the shell ran it
+        ("bash -c 'echo two >> a.txt; git commit -qam second'", "bash", "bash"),  # was "echo"
+        ("sh -c './my-agent.sh --x'", "my-agent.sh", "./my-agent.sh"),
         ("cursor-agent -p x", "cursor-agent", "cursor-agent"),
         ("opencode run x", "opencode", "opencode"),
         ("pnpm dlx opencode-ai run", "opencode", "opencode-ai"),

@@ -141,6 +141,32 @@ def _from_script(path: str) -> AgentProfile | None:
     return _BY_EXECUTABLE.get(Path(path).name)
 
 
+def _from_shell_script(args: list[str], depth: int) -> tuple[tuple[str, ...], AgentProfile | None]:
+    """`bash -c SCRIPT`: the first command of the script that is a known agent (`cd app && claude`);
+    else the script's only command (`sh -c './my-agent.sh --x'`); else the shell itself: a script of
+    several commands (`echo x > a; git commit -qam y`) is no agent called `echo`."""
+    lex = shlex.shlex(args[args.index("-c") + 1], posix=True, punctuation_chars=True)
+    lex.whitespace_split = True
+    try:
+        words = list(lex)
+    except ValueError:
+        return tuple(args), None
+    commands: list[list[str]] = [[]]
+    for word in words:
+        if word in _SHELL_OPERATORS:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    commands = [c for c in commands if c]
+    for command in commands:
+        own, profile = _unwrap(command, depth)
+        if own and (profile or _from_script(own[0]) or _BY_EXECUTABLE.get(os.path.basename(own[0]))):
+            return own, profile
+    if len(commands) == 1:
+        return _unwrap(commands[0], depth)
+    return tuple(args), None
+
+
 def _unwrap(argv: Sequence[str], depth: int = 0) -> tuple[tuple[str, ...], AgentProfile | None]:
     """The agent's own argv, and its profile when the launcher named it by package or module."""
     args = list(argv)
@@ -161,16 +187,7 @@ def _unwrap(argv: Sequence[str], depth: int = 0) -> tuple[tuple[str, ...], Agent
             args = rest[i:]
             continue
         if prog in ("sh", "bash", "zsh", "dash") and "-c" in args[1:] and args.index("-c") + 1 < len(args):
-            try:
-                inner = shlex.split(args[args.index("-c") + 1])
-            except ValueError:
-                return tuple(args), None
-            # The agent is the first command of the script: `env | grep x` is env, not `|`.
-            cut = next((i for i, t in enumerate(inner) if t in _SHELL_OPERATORS), len(inner))
-            inner = inner[:cut]
-            if len(inner) == 0:
-                return tuple(args), None
-            return _unwrap(inner, depth)
+            return _from_shell_script(args, depth)
         runner = prog
         rest = args[1:]
         if prog in ("pnpm", "yarn") and rest[:1] == ["dlx"]:
