@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -54,6 +55,11 @@ def register(app: typer.Typer) -> None:
                     n = _write(engine, fmt, f, fh, what)
                 tmp.replace(output)  # a reader never sees half a file
         except (ExportError, OSError) as e:
+            if output is None and isinstance(e, BrokenPipeError):
+                # The reader stopped early (`| head`): nothing to report, now or when Python exits;
+                # exit 1 as every command printing through rich does (Console.on_broken_pipe).
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(1) from None
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
             fail(str(e) if isinstance(e, ExportError) else f"cannot write {output}: {e.strerror}")
