@@ -48,6 +48,29 @@ def test_reports_exports_and_tokens(sqlite_url: str, home: str, tmp_path: Path) 
     assert json.loads(at("token", "list", "-f", "json", db=sqlite_url).stdout)[0]["status"] == "revoked"
 
 
+def _git_repo(path: Path, commit: bool = False) -> Path:
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(path)], check=True)
+    if commit:
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(path),
+                "-c",
+                "user.email=a@b.c",
+                "-c",
+                "user.name=A",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "x",
+            ],
+            check=True,
+        )
+    return path
+
+
 def test_mistakes_get_one_clear_line(sqlite_url: str, home: str, tmp_path: Path) -> None:
     cases = [
         (("report", "outliers", "--since", "last tuesday"), "cannot read"),
@@ -59,6 +82,9 @@ def test_mistakes_get_one_clear_line(sqlite_url: str, home: str, tmp_path: Path)
         (("token", "create", "--role", "lead"), "needs --team"),
         (("link-prs", str(tmp_path / "missing")), "is not a directory"),
         (("link-prs", str(tmp_path)), "not a git repository"),
+        (("link-prs", str(_git_repo(tmp_path / "empty"))), "has no commits yet"),
+        (("link-prs", str(_git_repo(tmp_path / "one", commit=True))), "no branch 'main' in"),
+        (("link-prs", str(tmp_path / "one")), "(it has trunk)"),
         (("report", "spend", "--team", "payments"), "no team 'payments': the directory has no teams yet"),
         (("report", "adoption", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),
         (("export", "--format", "focus", "--since", "2026-05-30", "--until", "2026-05-01"), "the period is empty"),

@@ -93,7 +93,12 @@ def resolve_branch(repo: Path, branch: str) -> str:
             return _git(repo, "rev-parse", "--verify", "-q", f"{candidate}^{{commit}}").strip()
         except GitError:
             continue
-    raise GitError(f"no branch {branch!r} in {repo}; name the mainline with --branch")
+    names = _git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/remotes").split()
+    names = [n for n in names if not n.endswith("/HEAD")]
+    if not names:
+        raise GitError(f"{repo} has no commits yet: nothing has been merged to link")
+    listed = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+    raise GitError(f"no branch {branch!r} in {repo} (it has {listed}); name the mainline with --branch")
 
 
 def pull_refs(repo: Path) -> dict[int, str]:
