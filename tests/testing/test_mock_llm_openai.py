@@ -273,3 +273,12 @@ def test_expected_key_openai() -> None:
         assert err.value.code == "invalid_api_key"
         right = openai.OpenAI(base_url=url + "/v1", api_key="sk-right", max_retries=0)
         assert right.responses.create(model="m", input="hi").output_text == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("dims", [-1, 0, "8", 3.5, True, 100_000_000])
+def test_embeddings_dimensions_out_of_range_are_a_400(raw: httpx.Client, dims: object) -> None:
+    # -1 answered an empty vector, "8" worked, and 100,000,000 made the mock build a 100-million-float
+    # vector on its event loop: one typo in a test stalled every other request to it.
+    body = {"model": "text-embedding-3-small", "input": "x", "dimensions": dims}
+    r = raw.post("/v1/embeddings", headers=AUTH, json=body)
+    assert r.status_code == 400 and "dimensions" in r.json()["error"]["message"]

@@ -139,7 +139,15 @@ def validate_embeddings(body: Any) -> str | None:
             return f"Missing required parameter: '{name}'."
     if body.get("encoding_format", "float") not in ("float", "base64"):
         return "Invalid value for 'encoding_format': expected 'float' or 'base64'."
+    dims = body.get("dimensions")
+    # As the API: a whole number up to the largest model's 3072. Unchecked, 100,000,000 built a vector
+    # of that many floats on the event loop and stalled every other request.
+    if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= MAX_DIMENSIONS):
+        return f"Invalid value for 'dimensions': expected an integer from 1 to {MAX_DIMENSIONS}, got {dims!r}."
     return None
+
+
+MAX_DIMENSIONS = 3072
 
 
 def _inputs(raw: Any) -> list[Any]:
