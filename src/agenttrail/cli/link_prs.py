@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
 
         Rebase merges leave no PR number in the commits; fetch the pull refs first:
         git fetch origin '+refs/pull/*/head:refs/pull/*/head'
+
+        Example: agenttrail link-prs ~/src/checkout --branch main, then agenttrail report shipped
         """
         if not repo_path.is_dir():
             fail(f"{repo_path} is not a directory")

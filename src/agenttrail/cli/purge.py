@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
         To purge on a schedule instead, set `\\[retention] content_days = 90` in agenttrail.toml and
         `agenttrail serve` does it daily. Each purge is written to the audit log.
+
+        Example: agenttrail purge --older-than 90d --dry-run, then without --dry-run
         """
         import orjson
 

@@ -87,7 +87,10 @@ def spend_cmd(
     db: str | None = DB,
     config: str | None = CONFIG,
 ) -> None:
-    """Spend and tokens by team, project, engineer, repo, model, provider, agent, session or period."""
+    """Spend and tokens by team, project, engineer, repo, model, provider, agent, session or period.
+
+    Example: agenttrail report spend --by model --since 30d --format csv > spend.csv
+    """
     if by not in DIMENSIONS:
         fail(f"--by must be one of {', '.join(DIMENSIONS)}")
     _run(
@@ -119,7 +122,7 @@ def _plain_report(name: str, doc: str) -> None:
     ) -> None:
         _run(name, since=since, until=until, team=team, repo=repo, fmt=fmt, section=section, db=db, config=config)
 
-    command.__doc__ = doc
+    command.__doc__ = f"{doc}\n\nExample: agenttrail report {name} --since 2026-11-01 --team payments --format json"
     report_app.command(name)(friendly(command))
 
 
@@ -147,7 +150,10 @@ def outliers_cmd(
     config: str | None = CONFIG,
 ) -> None:
     """Sessions and engineer x repo pairs whose spend is high for the lines they changed (robust z
-    of ln(cost / (lines + 1)) within the repo)."""
+    of ln(cost / (lines + 1)) within the repo).
+
+    Example: agenttrail report outliers --since 30d --threshold 3
+    """
     _run(
         "outliers",
         since=since,

@@ -28,6 +28,8 @@ def reconcile_cmd(
 
     The agent's figure is Claude Code's own (transcript cost-state, else its OTLP cost metric); calls the
     gateway never saw are shown apart, priced from the transcript.
+
+    Example: agenttrail report reconcile --since 7d --min-diff 0.01
     """
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}")

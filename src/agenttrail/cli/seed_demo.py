@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
 
         Everything goes through the real ingest (events) and PR-linking paths. Seeding twice with the
         same seed and end changes nothing.
+
+        Example: agenttrail seed-demo --engineers 20 --days 14 --db sqlite:///demo.db
         """
         if engineers < 1 or days < 1:
             fail("--engineers and --days must be at least 1")

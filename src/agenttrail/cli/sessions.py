@@ -59,7 +59,10 @@ def register(app: typer.Typer) -> None:
         db: str | None = typer.Option(None, "--db", help=DB_HELP),
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
-        """Traced sessions, newest first: agent, repo, exit code, files, commands, model calls and cost."""
+        """Traced sessions, newest first: agent, repo, exit code, files, commands, model calls and cost.
+
+        Example: agenttrail sessions -n 10, then agenttrail session show 3f2a9c1e
+        """
         from agenttrail.tracer.remote import NoSessionsApi, RemoteError, RemoteUnavailable
         from agenttrail.tracer.timeline import list_sessions, render_list
 
@@ -104,7 +107,10 @@ def register(app: typer.Typer) -> None:
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
         """One session's record as a timeline: model calls with cost, commands, files with diffs,
-        packages, connections and commits."""
+        packages, connections and commits.
+
+        Example: agenttrail session show 3f2a9c1e --no-diff (or --json for the whole record)
+        """
         from agenttrail.tracer.remote import NoSessionsApi, RemoteError, RemoteUnavailable
         from agenttrail.tracer.timeline import SessionIdError, render_timeline, session_record
 

@@ -20,7 +20,10 @@ def register(app: typer.Typer) -> None:
         deadline: float = typer.Option(60.0, "--deadline", help="Give up retrying after this many seconds."),
         config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     ) -> None:
-        """Upload the events waiting in the outbox to the server, exactly once."""
+        """Upload the events waiting in the outbox to the server, exactly once.
+
+        Example: agenttrail sync --deadline 300 (after a session that ran offline)
+        """
         from agenttrail.outbox import Outbox, Uploader, UploadError
         from agenttrail.tracer.remote import RemoteError, resolve_client_config
 
