@@ -160,3 +160,18 @@ def test_bad_failure_rule_is_refused(control: MockControl) -> None:
     with pytest.raises(ValueError, match="endpoint"):
         control.fail(endpoint="nope")
     assert control.failures() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "needle"),
+    [
+        ("/_mock/fail", {"status": "abc"}, "status must be a whole number, got 'abc'"),
+        ("/_mock/fail", {"count": "x"}, "count must be a whole number, got 'x'"),
+        ("/_mock/fail", {"after_events": 1.5}, "after_events must be a whole number, got 1.5"),
+        ("/_mock/requests?since=abc", None, "since must be a whole number, got 'abc'"),
+    ],
+)
+def test_control_mistakes_name_the_field(raw: httpx.Client, path: str, payload: Any, needle: str) -> None:
+    # They answered "invalid literal for int() with base 10: 'abc'", naming nothing.
+    r = raw.post(path, json=payload) if payload is not None else raw.get(path)
+    assert r.status_code == 400 and r.json()["error"] == needle

@@ -106,15 +106,15 @@ class Failure:
         count = raw.get("count", 1)
         after = raw.get("after_events")
         return cls(
-            status=int(raw.get("status", 500)),
+            status=whole(raw.get("status", 500), "status"),
             mode=raw.get("mode", "status"),
-            count=-1 if count is None else int(count),
+            count=-1 if count is None else whole(count, "count"),
             model=raw.get("model"),
             endpoint=raw.get("endpoint"),
             message=raw.get("message"),
             type=raw.get("type"),
             headers={str(k): str(v) for k, v in headers.items()},
-            after_events=None if after is None else int(after),
+            after_events=None if after is None else whole(after, "after_events"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,3 +172,14 @@ class MockConfig:
         if self.count_tokens is not None:
             return self.count_tokens
         return self.anthropic_usage.prompt_tokens
+
+
+def whole(value: Any, name: str) -> int:
+    """An integer setting from JSON or a query string, or a ValueError naming it ("invalid literal for
+    int() with base 10" named nothing)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None

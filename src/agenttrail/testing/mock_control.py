@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agenttrail.testing.mock_config import Failure
+from agenttrail.testing.mock_config import Failure, whole
 from agenttrail.testing.mock_scenario import Scenario
 from agenttrail.testing.mock_state import MockState
 
@@ -33,7 +33,7 @@ async def control(request: Request, state: MockState, command: str) -> Response:
     try:
         if command == "requests" and method == "GET":
             q = request.query_params
-            since = int(q.get("since", "0"))
+            since = whole(q.get("since", "0"), "since")
             return JSONResponse(state.requests(q.get("endpoint"), q.get("path"), since))
         if command == "reset" and method == "POST":
             state.reset()
