@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
@@ -307,6 +307,39 @@ class Pricer:
         for u in usages:
             groups.setdefault(bisect_left(starts, u.prompt_tokens), []).append(u)
         return sum((_cost(mp, sum_usages(g), g[0].prompt_tokens) for g in groups.values()), Decimal(0))
+
+    def cost_of_group(
+        self,
+        provider: str,
+        model: str | None,
+        total: Usage,
+        largest: Sequence[int],
+        usages: Callable[[], Sequence[Usage]],
+    ) -> Decimal:
+        """`cost_of_many` for calls known by their sum: `total` their summed usage, `largest` the largest
+        of each prompt part over them (input, cache read, 5-minute and 1-hour cache write), and `usages`
+        gives the calls' usages, asked for only when one of them might reach a price tier (a native tally
+        keeps no record a call; docs/importers.md). The same Decimal as `cost_of_many`."""
+        if not model:
+            return Decimal(0)
+        if self._disk is not None:
+            kept = self._disk.get(provider, model) or self._keep(provider, model)
+            if kept is not None:
+                if kept.rates is None:
+                    return Decimal(0)
+                kept_starts = kept.rates.starts
+                if not kept_starts or sum(largest) <= kept_starts[0]:
+                    return kept.rates.cost_at(total, 0)
+                return kept.rates.of_many(usages(), total)
+        mp = self._resolve(provider, model).model_price
+        if mp is None:
+            return Decimal(0)
+        starts = _tier_starts(mp)
+        if not starts:
+            return _cost(mp, total)
+        if sum(largest) <= starts[0]:
+            return _cost(mp, total, 0)
+        return self.cost_of_many(provider, model, usages(), total)
 
     def _keep(self, provider: str, model: str) -> _Kept | None:
         """The model's rates, resolved by genai-prices and kept in the rates cache; None when they are not

@@ -7,8 +7,10 @@ And each call's record is priced by the model's integer rates (`Pricer.price_cal
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +20,7 @@ from agenttrail.config import PriceOverride
 from agenttrail.importers import ImportBatch, TranscriptCall
 from agenttrail.importers.to_events import batch_to_events
 from agenttrail.pricing import Pricer
-from agenttrail.usage import Usage
+from agenttrail.usage import Usage, sum_usages
 
 # Tiered (200k-token tier, 1h cache writes priced apart), untiered, an override of one class, an
 # override-only model (no 1h rate: both TTLs at the cache-write rate), unknown, and none at all.
@@ -49,6 +51,27 @@ def test_cost_of_many_equals_the_sum_of_each_calls_price(model: tuple[str, str |
     provider, name = model
     want = sum((pricer.price(provider, name, u).cost_usd for u in us), Decimal(0))
     assert pricer.cost_of_many(provider, name, us) == want  # exact, not close
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([*MODELS, ("openai", "gpt-5.4")]), st.lists(usages, min_size=1, max_size=40), st.booleans())
+def test_cost_of_group_equals_cost_of_many(model: tuple[str, str | None], us: list[Usage], cached: bool) -> None:
+    """A native tally's group: its sum and its largest prompt parts, and the usages only when asked."""
+    with tempfile.TemporaryDirectory() as d:
+        pricer = Pricer(OVERRIDES, rates_cache=Path(d) / "prices.json" if cached else None)
+        provider, name = model
+        largest = [max(u.input_tokens for u in us), max(u.cache_read_tokens for u in us)]
+        largest += [max(u.cache_write_5m_tokens for u in us), max(u.cache_write_1h_tokens for u in us)]
+        asked: list[bool] = []
+
+        def usages_of() -> list[Usage]:
+            asked.append(True)
+            return us
+
+        got = pricer.cost_of_group(provider, name, sum_usages(us), largest, usages_of)
+        assert got == Pricer(OVERRIDES).cost_of_many(provider, name, us)  # exact, not close
+        if sum(largest) <= 200_000:  # no call can reach a tier (the lowest start here is 200k)
+            assert not asked
 
 
 @settings(max_examples=300, deadline=None)

@@ -12,6 +12,7 @@ counted, listed (the first few) and skipped; they never stop an import and never
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
@@ -57,6 +58,9 @@ import_app = typer.Typer(
 )
 
 FLUSH_EVENTS = 5_000  # events per ingest transaction (or outbox put): few fsyncs, bounded memory
+# A usage-only dry run of Codex counts its calls in the native scanner's tally (no record a call) where the
+# scanner is built; tests turn it off to compare with the records' totals.
+TALLY = True
 SHOW_ERRORS = 10
 KEY_ENV = "AGENTTRAIL_KEY"
 
@@ -128,6 +132,23 @@ class Totals:
             self._cost += pricer.cost_of_many(provider, model, usages, total)
         self.cost_usd = float(self._cost)
 
+    def add_tally(self, tally: Any, pricer: Pricer) -> bool:
+        """The calls a native tally counted (a usage-only dry run of Codex: `_scan.Tally`, no record a
+        call), each once, merged as `add_priced` merges a call read again, and priced per model
+        (`Pricer.cost_of_group`, equal to the sum of each call's price). False when the tally could not
+        hold a count (past 64 bits): the caller counts that import again with records."""
+        groups = tally.groups()
+        if groups is None or tally.spoiled:
+            return False
+        for provider, model, n, sums, largest in groups:
+            total = Usage(*sums)
+            self.calls += n
+            self.usage = self.usage + total
+            usages = functools.partial(_tally_usages, tally, provider, model)
+            self._cost += pricer.cost_of_group(provider, model, total, largest, usages)
+        self.cost_usd = float(self._cost)
+        return True
+
     def _fold(self, call_id: str, again: TranscriptCall, pricer: Pricer) -> None:
         """A call totalled before, read again: merged as the store merges it (each count's maximum, a
         missing model filled), and the totals moved by the difference."""
@@ -180,6 +201,10 @@ _fields = attrgetter(*(f.name for f in fields(Usage)))
 _PROVIDER = attrgetter("provider")
 _MODEL = attrgetter("model")
 _NO_USAGE = Usage()
+
+
+def _tally_usages(tally: Any, provider: str, model: str | None) -> list[Usage]:
+    return [Usage(*u) for u in tally.usages(provider, model)]
 
 
 def _usages_by_model(calls: list[TranscriptCall]) -> dict[tuple[str, str | None], list[Usage]]:
@@ -313,9 +338,11 @@ def run_import(
     usage_only: bool = False,
     dry_run: bool = False,
     own_process: bool = False,
+    tally: bool = True,
 ) -> Totals:
     """`own_process`: the process lives for this import only (the command), so its garbage collector may be
-    tuned for it (`_tune_collector`)."""
+    tuned for it (`_tune_collector`). `tally`: a usage-only dry run of Codex may count its calls in the
+    native scanner (`TALLY`); False counts them from records."""
     env = dict(os.environ if env is None else env)
     finder: Finder = find_claude_code_files if agent == CLAUDE_CODE else find_codex_files
     iterate: Iterate = iter_claude_code if agent == CLAUDE_CODE else iter_codex
@@ -343,6 +370,11 @@ def run_import(
     # files (its subagents, a resumed session) is then one partial view, one set of session markers.
     acc = ImportBatch()
     first_flush = [own_process]
+    # The calls, without a record each, where a dry run of Codex rollouts needs only their totals.
+    counter = _native.Tally() if tally and TALLY and dry_run and usage_only and agent == CODEX and _native else None
+    more: dict[str, Any] = {} if counter is None else {"tally": counter}
+    if dry_run:  # no read positions are kept: none are made (a digest and a path made absolute a file)
+        more["positions"] = False
 
     def flush() -> None:
         nonlocal acc
@@ -371,7 +403,7 @@ def run_import(
         with bar or contextlib.nullcontext():
             if own_process:
                 _tune_collector()
-            for f, batch in iterate(path, state=state, env=env, with_events=not usage_only, files=files):
+            for f, batch in iterate(path, state=state, env=env, with_events=not usage_only, files=files, **more):
                 acc.extend(batch)
                 if len(acc.events) + len(acc.calls) >= FLUSH_EVENTS:
                     flush()
@@ -381,6 +413,17 @@ def run_import(
     except BaseException:
         sink.abort()  # what was flushed is stored (or queued) with its positions; the rest is read again
         raise
+    if counter is not None and not totals.add_tally(counter, pricer):  # a count past 64 bits: with records
+        return run_import(
+            agent,
+            path,
+            settings=settings,
+            env=env,
+            show_progress=show_progress,
+            usage_only=True,
+            dry_run=True,
+            tally=False,
+        )
     sink.close(totals)
     return totals
 

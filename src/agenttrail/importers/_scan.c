@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <openssl/evp.h>
 #ifdef __SSE2__
@@ -600,8 +601,8 @@ static void sha_add(Sha *c, const void *data, size_t n) {
 static EVP_MD *sha_md;
 static EVP_MD_CTX *sha_ctx;
 
-/* The first 32 hex digits of the digest, as a str; the gathered parts are freed either way. */
-static PyObject *sha_id(Sha *c) {
+/* The digest's first 16 bytes (sha_id shows them as hex; the tally keeps them); the parts are freed either way. */
+static int sha_digest(Sha *c, unsigned char out[16]) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (sha_md == NULL) sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -611,10 +612,18 @@ static PyObject *sha_id(Sha *c) {
     int failed = c->failed;
     sha_drop(c);
     if (!ok) {
-        if (failed) return PyErr_NoMemory();
-        PyErr_SetString(PyExc_RuntimeError, "agenttrail scanner: libcrypto's SHA-256 failed");
-        return NULL;
+        if (failed) PyErr_NoMemory();
+        else PyErr_SetString(PyExc_RuntimeError, "agenttrail scanner: libcrypto's SHA-256 failed");
+        return -1;
     }
+    memcpy(out, md, 16);
+    return 0;
+}
+
+/* The first 32 hex digits of the digest, as a str; the gathered parts are freed either way. */
+static PyObject *sha_id(Sha *c) {
+    unsigned char md[16];
+    if (sha_digest(c, md) < 0) return NULL;
     char hex[32];
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
@@ -954,12 +963,402 @@ static const char *KEY_NAMES[K_COUNT] = {
     "git_branch", "subagent_id"};
 static PyObject *K[K_COUNT];
 
+/* ------------------------------------------------------------------------------------------ tally */
+
+/* A dry run's calls without a record each (`Tally`, codex.CodexParser's `tally`): per call its id's
+ * digest (the 16 bytes `stable_id` shows as 32 hex digits), provider, model and usage (Usage's six
+ * counts), kept the way the records would have been:
+ *
+ * - within a file, as the parser keeps them: `token_usage_record` calls merged by id (each count's
+ *   maximum, a missing model filled), `token_count` calls first reading wins; at the file's end the
+ *   records are its calls if it had any, else the token_count calls (`end_file`);
+ * - across files, as the store and the dry run's totals merge a call read again (a copy of a rollout):
+ *   each count's maximum, a missing model filled.
+ *
+ * `groups()` then gives per (provider, model) the calls, their summed usage and the largest of each
+ * prompt part (Pricer.cost_of_group prices the sum at once when no call can reach a tier), and
+ * `usages(i)` a group's usages when one might. A count that is not a non-negative int below 2**63,
+ * or sums past 64 bits, mark the tally `spoiled`: the caller then counts that import with records. */
+typedef struct {
+    unsigned char key[16];
+    unsigned gen;
+    int provider, model; /* indexes into the tally's lists; model -1: None */
+    long long u[6];
+} TEnt;
+
+typedef struct {
+    TEnt *e;
+    size_t cap, n;
+    unsigned gen;
+    size_t *order; /* the slots in use, in insertion order (n of them) */
+} Table;
+
+typedef struct {
+    PyObject_HEAD
+    Table all, rec, cnt; /* the whole run's calls; the file's usage records and token_count calls */
+    PyObject *providers, *models; /* lists of str */
+    PyObject *last_model;         /* owned, its index below: most calls repeat the previous model */
+    int last_model_i;
+    int spoiled;
+} Tally;
+
+static PyTypeObject TallyType;
+
+static void table_free(Table *t) {
+    free(t->e);
+    free(t->order);
+    memset(t, 0, sizeof *t);
+}
+
+static inline size_t table_hash(const unsigned char *k) {
+    size_t h;
+    memcpy(&h, k, sizeof h); /* a digest: its bytes are already uniform */
+    return h;
+}
+
+/* The entry for key, NULL when absent (*slot: where it would go). */
+static TEnt *table_find(Table *t, const unsigned char *key, size_t *slot) {
+    if (t->cap == 0) return NULL;
+    size_t mask = t->cap - 1, i = table_hash(key) & mask;
+    while (t->e[i].gen == t->gen) {
+        if (memcmp(t->e[i].key, key, 16) == 0) return &t->e[i];
+        i = (i + 1) & mask;
+    }
+    *slot = i;
+    return NULL;
+}
+
+static int table_grow(Table *t) {
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    TEnt *e = calloc(cap, sizeof *e);
+    size_t *order = malloc(cap / 2 * sizeof *order);
+    if (e == NULL || order == NULL) {
+        free(e);
+        free(order);
+        PyErr_NoMemory();
+        return -1;
+    }
+    unsigned gen = t->gen ? t->gen : 1;
+    for (size_t k = 0; k < t->n; k++) {
+        const TEnt *old = &t->e[t->order[k]];
+        size_t i = table_hash(old->key) & (cap - 1);
+        while (e[i].gen == gen) i = (i + 1) & (cap - 1);
+        e[i] = *old;
+        e[i].gen = gen;
+        order[k] = i;
+    }
+    free(t->e);
+    free(t->order);
+    t->e = e;
+    t->order = order;
+    t->cap = cap;
+    t->gen = gen;
+    return 0;
+}
+
+/* A new entry for key (absent); NULL on memory. */
+static TEnt *table_add(Table *t, const unsigned char *key) {
+    size_t slot = 0;
+    if (2 * (t->n + 1) > t->cap) {
+        if (table_grow(t) < 0) return NULL;
+    }
+    TEnt *have = table_find(t, key, &slot);
+    if (have != NULL) return have;
+    TEnt *e = &t->e[slot];
+    memcpy(e->key, key, 16);
+    e->gen = t->gen;
+    t->order[t->n++] = slot;
+    return e;
+}
+
+/* Empty (a file's table between files): no entry has the new generation. */
+static void table_clear(Table *t) {
+    if (t->n == 0) return;
+    t->n = 0;
+    if (++t->gen == 0) { /* wrapped: every slot's stamp could be current */
+        memset(t->e, 0, t->cap * sizeof *t->e);
+        t->gen = 1;
+    }
+}
+
+/* A merged reading: each count's maximum, a missing model filled. */
+static void tent_merge(TEnt *e, int model, const long long u[6]) {
+    for (int i = 0; i < 6; i++)
+        if (u[i] > e->u[i]) e->u[i] = u[i];
+    if (e->model < 0) e->model = model;
+}
+
+static int tally_stage(Table *t, const unsigned char *key, int provider, int model, const long long u[6], int merge) {
+    size_t slot;
+    TEnt *e = table_find(t, key, &slot);
+    if (e != NULL) {
+        if (merge) tent_merge(e, model, u);
+        return 0;
+    }
+    if ((e = table_add(t, key)) == NULL) return -1;
+    e->provider = provider;
+    e->model = model;
+    memcpy(e->u, u, sizeof e->u);
+    return 0;
+}
+
+/* The index of a str (or None: -1) in one of the tally's lists, appended when new. */
+static int tally_index(PyObject *list, PyObject *s) {
+    if (s == Py_None) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PyList_GET_ITEM(list, i);
+        if (x == s) return (int)i;
+        int eq = PyUnicode_Check(s) ? PyUnicode_Compare(x, s) : -2;
+        if (eq == -1 && PyErr_Occurred()) return -2;
+        if (eq == 0) return (int)i;
+    }
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "Tally: a provider or model must be a str or None");
+        return -2;
+    }
+    if (n >= INT_MAX / 2 || PyList_Append(list, s) < 0) return -2;
+    return (int)n;
+}
+
+static int tally_model(Tally *t, PyObject *model) {
+    if (model == t->last_model) return t->last_model_i;
+    int i = tally_index(t->models, model);
+    if (i >= -1) {
+        Py_XSETREF(t->last_model, Py_NewRef(model));
+        t->last_model_i = i;
+    }
+    return i;
+}
+
+/* Codex: its provider is always the first ("openai"). */
+static int tally_codex(Tally *t, const unsigned char *key, PyObject *model, const long long u[6], int record) {
+    int m = tally_model(t, model);
+    if (m < -1) return -1;
+    if (PyList_GET_SIZE(t->providers) == 0 && tally_index(t->providers, K[K_openai]) < -1) return -1;
+    return tally_stage(record ? &t->rec : &t->cnt, key, 0, m, u, record);
+}
+
+static PyObject *tally_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw)) {
+    Tally *t = (Tally *)type->tp_alloc(type, 0);
+    if (t == NULL) return NULL;
+    t->providers = PyList_New(0);
+    t->models = PyList_New(0);
+    t->last_model = NULL;
+    if (t->providers == NULL || t->models == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static void tally_dealloc(Tally *t) {
+    table_free(&t->all);
+    table_free(&t->rec);
+    table_free(&t->cnt);
+    Py_XDECREF(t->providers);
+    Py_XDECREF(t->models);
+    Py_XDECREF(t->last_model);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* The 16 bytes of a call id (32 hex digits); -1 with TypeError for anything else. */
+static int id_bytes(PyObject *id, unsigned char out[16]) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_Check(id) ? PyUnicode_AsUTF8AndSize(id, &n) : NULL;
+    if (s != NULL && n == 32) {
+        for (int i = 0; i < 16; i++) {
+            int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+            if (hi < 0 || lo < 0 || (s[2 * i] >= 'A' && s[2 * i] <= 'F') || (s[2 * i + 1] >= 'A' && s[2 * i + 1] <= 'F'))
+                goto bad;
+            out[i] = (unsigned char)(hi << 4 | lo);
+        }
+        return 0;
+    }
+bad:
+    PyErr_Clear();
+    PyErr_SetString(PyExc_TypeError, "Tally: a call id must be 32 lowercase hex digits");
+    return -1;
+}
+
+/* add(call_id, provider, model, counts, record): a call the parser's Python read (a line the native rule
+ * handed back): staged as the rule stages its own. Counts that do not fit spoil the tally. */
+static PyObject *tally_add(Tally *t, PyObject *args) {
+    PyObject *id, *provider, *model, *counts;
+    int record;
+    unsigned char key[16];
+    long long u[6];
+    if (!PyArg_ParseTuple(args, "OOOO!p", &id, &provider, &model, &PyTuple_Type, &counts, &record)) return NULL;
+    if (id_bytes(id, key) < 0) return NULL;
+    if (PyTuple_GET_SIZE(counts) != 6) {
+        PyErr_SetString(PyExc_TypeError, "Tally.add: six counts");
+        return NULL;
+    }
+    for (int i = 0; i < 6; i++) {
+        PyObject *c = PyTuple_GET_ITEM(counts, i);
+        int overflow = 0;
+        u[i] = PyLong_CheckExact(c) ? PyLong_AsLongLongAndOverflow(c, &overflow) : -1;
+        if (u[i] == -1 && PyErr_Occurred()) return NULL;
+        if (overflow || u[i] < 0) {
+            t->spoiled = 1;
+            Py_RETURN_NONE;
+        }
+    }
+    int p = tally_index(t->providers, provider), m = tally_model(t, model);
+    if (p < -1 || m < -1) return NULL;
+    if (p < 0) {
+        PyErr_SetString(PyExc_TypeError, "Tally.add: a provider must be a str");
+        return NULL;
+    }
+    if (tally_stage(record ? &t->rec : &t->cnt, key, p, m, u, record) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* has(call_id, record) -> bool: whether this file's records (or token_count calls) hold the id. */
+static PyObject *tally_has(Tally *t, PyObject *args) {
+    PyObject *id;
+    int record;
+    unsigned char key[16];
+    size_t slot;
+    if (!PyArg_ParseTuple(args, "Op", &id, &record)) return NULL;
+    if (id_bytes(id, key) < 0) return NULL;
+    return PyBool_FromLong(table_find(record ? &t->rec : &t->cnt, key, &slot) != NULL);
+}
+
+/* end_file(records) -> int: the file's calls into the run's: its usage records when `records` (it had
+ * some), else its token_count calls; returns how many; both staged sets are emptied. */
+static PyObject *tally_end_file(Tally *t, PyObject *arg) {
+    int records = PyObject_IsTrue(arg);
+    if (records < 0) return NULL;
+    Table *f = records ? &t->rec : &t->cnt;
+    Py_ssize_t n = (Py_ssize_t)f->n;
+    for (size_t k = 0; k < f->n; k++) {
+        const TEnt *e = &f->e[f->order[k]];
+        size_t slot;
+        TEnt *have = table_find(&t->all, e->key, &slot);
+        if (have != NULL) {
+            tent_merge(have, e->model, e->u);
+            continue;
+        }
+        TEnt *added = table_add(&t->all, e->key);
+        if (added == NULL) return NULL;
+        added->provider = e->provider;
+        added->model = e->model;
+        memcpy(added->u, e->u, sizeof added->u);
+    }
+    table_clear(&t->rec);
+    table_clear(&t->cnt);
+    return PyLong_FromSsize_t(n);
+}
+
+static PyObject *model_obj(Tally *t, int m) {
+    return m < 0 ? Py_NewRef(Py_None) : Py_NewRef(PyList_GET_ITEM(t->models, m));
+}
+
+/* groups() -> [(provider, model, calls, sums, largest prompt parts)] | None (sums past 64 bits: spoiled),
+ * one per (provider, model), in the order first seen. */
+static PyObject *tally_groups(Tally *t, PyObject *Py_UNUSED(ignored)) {
+    Py_ssize_t np = PyList_GET_SIZE(t->providers), nm = PyList_GET_SIZE(t->models) + 1;
+    size_t ng = (size_t)(np * nm);
+    typedef struct {
+        long long n, sum[6], max[4];
+        size_t first;
+    } G;
+    G *g = ng ? calloc(ng, sizeof *g) : NULL;
+    if (ng && g == NULL) return PyErr_NoMemory();
+    PyObject *out = PyList_New(0);
+    if (out == NULL) goto fail;
+    for (size_t k = 0; k < t->all.n; k++) {
+        const TEnt *e = &t->all.e[t->all.order[k]];
+        G *x = &g[(size_t)e->provider * (size_t)nm + (size_t)(e->model + 1)];
+        if (x->n++ == 0) x->first = k;
+        for (int i = 0; i < 6; i++)
+            if (__builtin_add_overflow(x->sum[i], e->u[i], &x->sum[i])) {
+                t->spoiled = 1;
+                free(g);
+                Py_DECREF(out);
+                Py_RETURN_NONE;
+            }
+        for (int i = 0; i < 4; i++)
+            if (e->u[i] > x->max[i]) x->max[i] = e->u[i];
+    }
+    /* In the order each group's first call was seen. */
+    for (size_t k = 0; k < t->all.n; k++) {
+        const TEnt *e = &t->all.e[t->all.order[k]];
+        G *x = &g[(size_t)e->provider * (size_t)nm + (size_t)(e->model + 1)];
+        if (x->first != k) continue;
+        PyObject *m = model_obj(t, e->model);
+        PyObject *item = Py_BuildValue("(ONL(LLLLLL)(LLLL))", PyList_GET_ITEM(t->providers, e->provider), m, x->n,
+                                       x->sum[0], x->sum[1], x->sum[2], x->sum[3], x->sum[4], x->sum[5], x->max[0],
+                                       x->max[1], x->max[2], x->max[3]);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+    }
+    free(g);
+    return out;
+fail:
+    free(g);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* usages(provider, model) -> [six counts]: that group's calls' usages (to find their tiers). */
+static PyObject *tally_usages(Tally *t, PyObject *args) {
+    PyObject *provider, *model;
+    if (!PyArg_ParseTuple(args, "OO", &provider, &model)) return NULL;
+    int p = tally_index(t->providers, provider), m = tally_index(t->models, model);
+    if (p < -1 || m < -1) return NULL;
+    PyObject *out = PyList_New(0);
+    for (size_t k = 0; out != NULL && k < t->all.n; k++) {
+        const TEnt *e = &t->all.e[t->all.order[k]];
+        if (e->provider != p || e->model != m) continue;
+        PyObject *u = Py_BuildValue("(LLLLLL)", e->u[0], e->u[1], e->u[2], e->u[3], e->u[4], e->u[5]);
+        if (u == NULL || PyList_Append(out, u) < 0) Py_CLEAR(out);
+        Py_XDECREF(u);
+    }
+    return out;
+}
+
+static PyObject *tally_get_calls(Tally *t, void *Py_UNUSED(c)) { return PyLong_FromSize_t(t->all.n); }
+static PyObject *tally_get_spoiled(Tally *t, void *Py_UNUSED(c)) { return PyBool_FromLong(t->spoiled); }
+static PyObject *tally_get_records(Tally *t, void *Py_UNUSED(c)) { return PyBool_FromLong(t->rec.n > 0); }
+
+static PyMethodDef tally_methods[] = {
+    {"add", (PyCFunction)tally_add, METH_VARARGS, "Stage a call the parser's Python read."},
+    {"has", (PyCFunction)tally_has, METH_VARARGS, "Whether the file's staged calls hold an id."},
+    {"end_file", (PyCFunction)tally_end_file, METH_O, "The file's calls into the run's."},
+    {"groups", (PyCFunction)tally_groups, METH_NOARGS, "Per (provider, model): calls, sums, largest prompt parts."},
+    {"usages", (PyCFunction)tally_usages, METH_VARARGS, "A group's usages."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef tally_getset[] = {
+    {"calls", (getter)tally_get_calls, NULL, "Calls counted (each id once).", NULL},
+    {"spoiled", (getter)tally_get_spoiled, NULL, "A count the tally cannot hold was given.", NULL},
+    {"file_has_records", (getter)tally_get_records, NULL, "The file being read has usage records.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "agenttrail.importers._scan.Tally",
+    .tp_basicsize = sizeof(Tally),
+    .tp_dealloc = (destructor)tally_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A dry run's calls, counted without a record each.",
+    .tp_methods = tally_methods,
+    .tp_getset = tally_getset,
+    .tp_new = tally_new,
+};
+
 /* The state lists' layouts (claude_code.ClaudeCodeParser.native_state, codex.CodexParser.native_state). */
 enum { C_CALL, C_USAGE, C_SESSION, C_SESSIONS, C_CALLS, C_SEEN, C_SEEN_RAW, C_FILE_SESSION, C_FILE_AGENT,
        C_SOURCE_PATH, C_LAST_TS, C_FROM_ANTHROPIC, C_SIZE };
 enum { X_CALL, X_USAGE, X_LINE_ERROR, X_WARNINGS, X_PATH, X_SID, X_MODEL, X_CWD, X_BRANCH, X_PREV, X_HAS_RECORDS,
        X_LAST_TS, X_RECORD_CALLS, X_COUNT_CALLS, X_TOUCHED, X_FIRST_TS, X_LATEST_TS, X_MODELS, X_FIRST_CWD,
-       X_OPEN, X_META, X_SIZE };
+       X_OPEN, X_META, X_TALLY, X_SIZE };
 
 typedef struct {
     int mode;
@@ -967,6 +1366,7 @@ typedef struct {
     PyObject **v;
     PyObject *model, *cwd, *first_cwd; /* Codex: owned, written back */
     PyObject *sid_cache, *model_cache; /* Claude Code: owned */
+    Tally *tally;                      /* Codex: the dry run's tally (borrowed from the state), or NULL */
     long long prev[5];
     int has_prev, prev_big, touched, have_span, last_changed, model_listed;
     TS last, lo, hi;
@@ -987,8 +1387,10 @@ static int r_load(R *r, PyObject *st, int mode) {
         return ts_from_datetime(v[C_LAST_TS], &r->last);
     }
     if (!PyDict_CheckExact(v[X_RECORD_CALLS]) || !PyDict_CheckExact(v[X_COUNT_CALLS]) ||
-        !PyList_CheckExact(v[X_MODELS]) || !PyList_CheckExact(v[X_WARNINGS]))
+        !PyList_CheckExact(v[X_MODELS]) || !PyList_CheckExact(v[X_WARNINGS]) ||
+        (v[X_TALLY] != Py_None && !Py_IS_TYPE(v[X_TALLY], &TallyType)))
         goto bad;
+    r->tally = v[X_TALLY] == Py_None ? NULL : (Tally *)v[X_TALLY];
     if (ts_from_datetime(v[X_LAST_TS], &r->last) < 0) return -1;
     r->model = Py_NewRef(v[X_MODEL]);
     r->cwd = Py_NewRef(v[X_CWD]);
@@ -1095,14 +1497,29 @@ static void codex_seen(R *r, const TS *ts, int parsed) {
     }
 }
 
-/* codex.CodexParser._new_call with usage_from_codex(u). */
-static PyObject *codex_call(R *r, PyObject *call_id, const TS *ts, const long long u[5], PyObject *request_id) {
-    PyObject **v = r->v;
+/* codex.usage_from_codex: Usage's six counts. */
+static void codex_counts(const long long u[5], long long counts[6]) {
     long long inp = u[0], cached = u[1], cw = u[2];
     if (cached > inp) cached = inp;
     long long rest = inp - cached;
     if (cw > rest) cw = rest;
-    long long counts[6] = {rest - cw, cached, cw, 0, u[3], u[4]};
+    counts[0] = rest - cw, counts[1] = cached, counts[2] = cw, counts[3] = 0, counts[4] = u[3], counts[5] = u[4];
+}
+
+/* A call into the dry run's tally: its id's digest instead of the id, no record. */
+static int codex_tally(R *r, Sha *c, const long long u[5], int record) {
+    unsigned char key[16];
+    long long counts[6];
+    if (sha_digest(c, key) < 0) return -1;
+    codex_counts(u, counts);
+    return tally_codex(r->tally, key, r->model, counts, record);
+}
+
+/* codex.CodexParser._new_call with usage_from_codex(u). */
+static PyObject *codex_call(R *r, PyObject *call_id, const TS *ts, const long long u[5], PyObject *request_id) {
+    PyObject **v = r->v;
+    long long counts[6];
+    codex_counts(u, counts);
     PyObject *usage = usage_of(v[X_USAGE], counts, 6);
     if (usage == NULL) return NULL;
     PyObject *when = ts_datetime(ts);
@@ -1170,7 +1587,8 @@ static int codex_token_count(R *r, Py_ssize_t line_no, const Slot *sl, const TS 
         if (a < 0) return -1;
     }
     if ((use[0] | use[1] | use[2] | use[3] | use[4]) == 0) return 0;
-    if (v[X_HAS_RECORDS] == Py_True || PyDict_GET_SIZE(v[X_RECORD_CALLS]) > 0) return 0; /* records are the calls */
+    if (v[X_HAS_RECORDS] == Py_True || PyDict_GET_SIZE(v[X_RECORD_CALLS]) > 0 || (r->tally && r->tally->rec.n > 0))
+        return 0; /* records are the calls */
     Sha c;
     sha_init(&c);
     sha_add(&c, "codex\x1ftoken_count\x1f", 18);
@@ -1179,6 +1597,7 @@ static int codex_token_count(R *r, Py_ssize_t line_no, const Slot *sl, const TS 
     else
         sha_add(&c, "None", 4);
     sha_ints(&c, has_total ? total : use, 5);
+    if (r->tally) return codex_tally(r, &c, use, 0);
     PyObject *call_id = sha_id(&c);
     if (call_id == NULL) return -1;
     int have = PyDict_Contains(v[X_COUNT_CALLS], call_id), rc = have < 0 ? -1 : 0;
@@ -1199,6 +1618,11 @@ static int codex_usage_record(R *r, const Slot *sl, const TS *ts, int parsed) {
     PyObject *rid = Py_None;
     Sha c;
     sha_init(&c);
+    if (r->tally && nonempty(&sl[XS_RID]) && !sl[XS_RID].esc) { /* the id's bytes are its UTF-8: no str */
+        sha_add(&c, "codex\x1fresponse\x1f", 15);
+        sha_add(&c, sl[XS_RID].s, (size_t)sl[XS_RID].len);
+        return codex_tally(r, &c, u, 1);
+    }
     if (nonempty(&sl[XS_RID])) {
         if ((rid = slot_str(&sl[XS_RID])) == NULL) return -1;
         sha_add(&c, "codex\x1fresponse", 14);
@@ -1216,6 +1640,10 @@ static int codex_usage_record(R *r, const Slot *sl, const TS *ts, int parsed) {
         sha_add(&c, iso, (size_t)n);
         sha_ints(&c, u, 5);
         Py_INCREF(rid);
+    }
+    if (r->tally) {
+        Py_DECREF(rid);
+        return codex_tally(r, &c, u, 1);
     }
     PyObject *call_id = sha_id(&c), *call = NULL;
     int rc = -1;
@@ -2178,5 +2606,12 @@ PyMODINIT_FUNC PyInit__scan(void) {
     if (PyDateTimeAPI == NULL) return NULL;
     for (int i = 0; i < K_COUNT; i++)
         if ((K[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return NULL;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&TallyType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -437,16 +437,17 @@ def iter_claude_code(
     with_events: bool = True,
     workers: int = 1,
     files: Sequence[Path] | None = None,
+    positions: bool = True,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """One (file, ImportBatch) per transcript file, so a caller can store and commit file by file
     without holding a whole history in memory. Calls repeated in several files (a resumed session's
     file repeats earlier responses) come out once per file with the same `call_id`: upsert them.
     `files`: the files to read, as the finder listed them for `path` already (a caller that counted them
-    first), so the folders are not walked twice."""
+    first), so the folders are not walked twice. `positions=False`: no read positions (`file_states`) for
+    a caller that keeps none (a dry run)."""
     make_parser = functools.partial(ClaudeCodeParser, content_cap=content_cap, with_events=with_events)
-    yield from read_files(
-        find_claude_code_files(path, env=env) if files is None else files, make_parser, state, workers
-    )
+    found = find_claude_code_files(path, env=env) if files is None else files
+    yield from read_files(found, make_parser, state, workers, positions=positions)
 
 
 def import_claude_code(

@@ -32,8 +32,10 @@ uncached part: `input = input_tokens - cached - cache_write`, `cache_read = cach
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,6 +83,7 @@ _INJECTED_PREFIXES = (
     "<turn_aborted>",
 )
 _EXIT_CODE = re.compile(r"(?:Process exited with code|Exit code:)\s*(-?\d+)")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _UUID_TAIL = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)
 _RESPONSE_ITEM_TYPES = frozenset(
     {
@@ -117,6 +120,8 @@ _NATIVE = NativeRule(
     },
 )
 
+
+_USAGE_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Usage)))
 
 # The native rule makes call records by copying these (the fields' defaults) and setting the leading fields.
 _USAGE_TEMPLATE = Usage()
@@ -190,7 +195,11 @@ def usage_from_codex(u: RawUsage) -> Usage:
 
 
 def session_id_from_name(path: Path) -> str:
-    m = _UUID_TAIL.search(path.stem)
+    stem = path.stem
+    tail = stem[-36:]  # the usual name ends in the uuid: matched there, not searched for from each place
+    if _UUID.fullmatch(tail):
+        return tail
+    m = _UUID_TAIL.search(stem)
     return m.group(1) if m else path.stem
 
 
@@ -201,9 +210,12 @@ class CodexParser:
     `token_usage_record` lines count; response items are not even parsed, so a session's span is that
     of those lines."""
 
-    def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True) -> None:
+    def __init__(self, *, content_cap: int = DEFAULT_CONTENT_CAP, with_events: bool = True, tally: Any = None) -> None:
         self.content_cap = content_cap
         self.with_events = with_events
+        # A dry run's `_scan.Tally`: the calls go there (by id, provider, model and usage) instead of
+        # becoming records; the batches then hold none. Only for a run that stores nothing.
+        self._tally = tally
         self.skip_line = None if with_events else _CANNOT_COUNT.match
         self.native = None if with_events else _NATIVE
         self._batch = ImportBatch()
@@ -286,7 +298,11 @@ class CodexParser:
             self._sess().see(ts)
 
     def finish(self) -> dict[str, Any]:
-        calls = self._record_calls if (self._has_records or self._record_calls) else self._count_calls
+        has_records = self._has_records or bool(self._record_calls)
+        if self._tally is not None:  # the file's calls into the run's tally, by the same choice
+            has_records = has_records or self._tally.file_has_records
+            self._tally.end_file(has_records)
+        calls = self._record_calls if has_records else self._count_calls
         if self._session is not None:
             self._sessions.append(self._session)
         self._batch.add_file(self._sessions, self._events, calls)
@@ -296,7 +312,7 @@ class CodexParser:
             "cwd": self._cwd,
             "branch": self._branch,
             "prev_total": list(self._prev_total) if self._prev_total is not None else None,
-            "has_usage_records": self._has_records or bool(self._record_calls),
+            "has_usage_records": has_records,
             "last_ts": self._last_ts.isoformat(),
         }
 
@@ -310,6 +326,7 @@ class CodexParser:
             *(_CALL_TEMPLATE, _USAGE_TEMPLATE, LineError, self._batch.warnings, str(self._path), self._sid),
             *(self._model, self._cwd, self._branch, self._prev_total, self._has_records, self._last_ts),
             *(self._record_calls, self._count_calls, False, None, None, [], None, self._session is not None, None),
+            self._tally,
         ]
 
     def native_done(self, state: list[Any]) -> None:
@@ -400,6 +417,9 @@ class CodexParser:
             if response_id
             else stable_id(CODEX, "usage_record", ts.isoformat(), *u)
         )
+        if self._tally is not None:  # merged there as below: each count's maximum, a missing model filled
+            self._tally.add(call_id, "openai", self._model, _USAGE_FIELDS(usage_from_codex(u)), True)
+            return
         call = self._new_call(call_id, ts, usage_from_codex(u), response_id)
         have = self._record_calls.get(call_id)
         if have is None:
@@ -443,10 +463,13 @@ class CodexParser:
                     f"{list(delta)}; used last_token_usage",
                 )
             )
-        if not any(use) or self._has_records or self._record_calls:
+        tally = self._tally
+        if not any(use) or self._has_records or self._record_calls or (tally is not None and tally.file_has_records):
             return  # with usage records in the file, they are its calls (see finish)
         call_id = stable_id(CODEX, "token_count", str(raw_ts), *(total if total is not None else use))
-        if call_id not in self._count_calls:
+        if tally is not None:  # the first reading of an id stays, as below
+            tally.add(call_id, "openai", self._model, _USAGE_FIELDS(usage_from_codex(use)), False)
+        elif call_id not in self._count_calls:
             self._count_calls[call_id] = self._new_call(call_id, ts, usage_from_codex(use), None)
 
     # -- dialogue -------------------------------------------------------------------------------------
@@ -560,12 +583,19 @@ def iter_codex(
     with_events: bool = True,
     workers: int = 1,
     files: Sequence[Path] | None = None,
+    tally: Any = None,
+    positions: bool = True,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """One (file, ImportBatch) per rollout file, so a caller can store and commit file by file.
     `files`: the files to read, as the finder listed them for `path` already (a caller that counted them
-    first), so the folders are not walked twice."""
-    make_parser = functools.partial(CodexParser, content_cap=content_cap, with_events=with_events)
-    yield from read_files(find_codex_files(path, env=env) if files is None else files, make_parser, state, workers)
+    first), so the folders are not walked twice. `tally`: a `_scan.Tally` that takes the calls instead of
+    the batches (a dry run's totals; one process only). `positions=False`: no read positions (`file_states`)
+    for a caller that keeps none (a dry run)."""
+    if tally is not None and workers > 1:
+        raise ValueError("a tally counts in this process: workers must be 1")
+    make_parser = functools.partial(CodexParser, content_cap=content_cap, with_events=with_events, tally=tally)
+    found = find_codex_files(path, env=env) if files is None else files
+    yield from read_files(found, make_parser, state, workers, positions=positions)
 
 
 def import_codex(

@@ -112,8 +112,10 @@ def read_file(
     batch: ImportBatch,
     state: StateStore | None = None,
     taken: _Taken | None = None,
+    positions: bool = True,
 ) -> None:
-    """Read the new complete lines of `path` into `batch` through `parser`."""
+    """Read the new complete lines of `path` into `batch` through `parser`. `positions=False`: the new read
+    position (`batch.file_states`, its path made absolute and its head's digest) is not made."""
     spath = str(path)
     if taken is not None:
         st, plan = taken.st, taken.plan
@@ -145,7 +147,8 @@ def read_file(
     carry = parser.finish()
     batch.bytes_read += offset - plan.start
     batch.files_read += 1
-    batch.file_states.append(new_state(spath, st, offset, line_no, carry, head if plan.start == 0 else b""))
+    if positions:
+        batch.file_states.append(new_state(spath, st, offset, line_no, carry, head if plan.start == 0 else b""))
 
 
 def _read(
@@ -342,19 +345,21 @@ def read_files(
     make_parser: Callable[[], LineParser],
     state: StateStore | None = None,
     workers: int = 1,
+    positions: bool = True,
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """`read_file` over many files, in order, one batch each. With `workers > 1` the files are parsed in
     that many processes (`make_parser` must then be picklable, e.g. a `functools.partial` of a parser
-    class); the state store is only read here, in this process, and never written."""
+    class); the state store is only read here, in this process, and never written. `positions=False`: as
+    `read_file`'s, in one process (the workers' batches still carry them)."""
     if workers <= 1 or len(files) < 2:
         parser = make_parser()
         rule: NativeRule | None = getattr(parser, "native", None)
         if NATIVE and rule is not None and hasattr(parser, "native_state") and len(set(files)) == len(files) > 1:
-            yield from _read_ahead(files, parser, rule, state)
+            yield from _read_ahead(files, parser, rule, state, positions)
             return
         for f in files:
             batch = ImportBatch()
-            read_file(f, parser, batch, state)
+            read_file(f, parser, batch, state, positions=positions)
             yield f, batch
         return
     tasks = []
@@ -378,7 +383,7 @@ _AHEAD_MAX = 64 << 20
 
 
 def _read_ahead(
-    files: Sequence[Path], parser: LineParser, rule: NativeRule, state: StateStore | None
+    files: Sequence[Path], parser: LineParser, rule: NativeRule, state: StateStore | None, positions: bool = True
 ) -> Iterator[tuple[Path, ImportBatch]]:
     """`read_file` over `files` in order, while a thread of the native scanner's own (`_scan.ahead`, no
     Python in it) reads the next files and does the rule's reading part, so that reading and validating
@@ -404,5 +409,6 @@ def _read_ahead(
         err, job, head, incomplete = _scan.take(ahead, i)
         batch = ImportBatch()
         # Not read ahead (too large, or an error the usual read then reports in its words): read as ever.
-        read_file(f, parser, batch, state, _Taken(*p, None if err else job, head, incomplete) if p else None)
+        taken = _Taken(*p, None if err else job, head, incomplete) if p else None
+        read_file(f, parser, batch, state, taken, positions)
         yield f, batch
