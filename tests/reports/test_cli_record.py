@@ -108,3 +108,6 @@ def test_a_misspelt_team_is_named_not_answered_with_an_empty_report(sqlite_url: 
         assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
         assert "no team 'paymnets'; the teams are: " in p.stderr and "payments" in p.stderr
     assert not out.exists()
+    # A repo written as GitHub shows it, not as sessions name it: said, with the likely one.
+    p = at("report", "models", "--repo", "acme/find", db=sqlite_url, check=False)
+    assert p.returncode == 1 and "did you mean github.com/acme/find?" in " ".join(p.stderr.split()), p.stderr

@@ -82,6 +82,8 @@ def check_filters(engine: Engine, f: Filters) -> None:
             f"the period is empty: it starts {f.since:%Y-%m-%d %H:%M} and ends {f.until:%Y-%m-%d %H:%M} UTC "
             "(--until is exclusive, and a date means the end of that day)"
         )
+    if f.repo is not None:
+        _check_repo(engine, f.repo)
     if f.team is None:
         return
     with engine.connect() as conn:
@@ -92,6 +94,24 @@ def check_filters(engine: Engine, f: Filters) -> None:
         raise FilterError(f"no team {f.team!r}: the directory has no teams yet (agenttrail team add NAME)")
     listed = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
     raise FilterError(f"no team {f.team!r}; the teams are: {listed}")
+
+
+def _check_repo(engine: Engine, repo: str) -> None:
+    """A repo no session, merged PR or project names: most likely written another way than sessions
+    write it (`acme/pay` for `github.com/acme/pay`). Each probe is one index lookup."""
+    with engine.connect() as conn:
+        for view in ("sessions", "pull_requests", "projects"):
+            if conn.execute(text(f"SELECT 1 FROM {view} WHERE repo = :repo LIMIT 1"), {"repo": repo}).first():
+                return
+        tail = "%/" + repo.strip("/").replace("\\", "").replace("%", "").replace("_", "\\_")
+        near = list(
+            conn.execute(
+                text("SELECT DISTINCT repo FROM projects WHERE repo LIKE :tail ESCAPE '\\' ORDER BY repo LIMIT 3"),
+                {"tail": tail},
+            ).scalars()
+        )
+    hint = f"; did you mean {' or '.join(near)}?" if near else " (a repo is named host/owner/name, as sessions name it)"
+    raise FilterError(f"no session, merged PR or project names repo {repo!r}{hint}")
 
 
 @dataclass(slots=True)
