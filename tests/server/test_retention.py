@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from agenttrail.clock import FixedClock
-from agenttrail.config import load_settings
+from agenttrail.config import ConfigError, load_settings
 from agenttrail.events import Event, stable_id
 from agenttrail.server.app import build_services
 from agenttrail.server.parts import create_server_app
@@ -77,3 +78,10 @@ def test_without_retention_serve_keeps_content(tmp_path: Path, db_url: str) -> N
         assert client.get("/healthz").status_code == 200
     assert _prompts(engine, "old") == [{"text": "old secret plan"}]
     assert _purge_audit(engine) is None
+
+
+def test_a_retention_past_the_calendar_is_refused_at_start(tmp_path: Path, db_url: str) -> None:
+    """content_days = 99999999999 passed the check and every purge then failed with an OverflowError
+    traceback in the log, at startup and every interval after."""
+    with pytest.raises(ConfigError, match="content_days = 99999999999 reaches before the year 1"):
+        _app(tmp_path, db_url, "[retention]\ncontent_days = 99999999999\n")

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from starlette.routing import BaseRoute
 
+from agenttrail.config import ConfigError
 from agenttrail.query.access import Principal, audit
 from agenttrail.server.app import Services
 from agenttrail.store.retention import Purged, RetentionSettings, purge_content, retention_settings
@@ -42,6 +43,13 @@ def install(svc: Services) -> list[BaseRoute]:
     rs = retention_settings(svc.settings)
     if rs.content_days is None:
         return []
+    try:
+        svc.clock.now() - timedelta(days=rs.content_days)
+    except OverflowError:  # each purge would fail on it, logged at every interval and never said at start
+        raise ConfigError(
+            f"[retention] content_days = {rs.content_days} reaches before the year 1: give a number of days, "
+            "e.g. 90 or 3650"
+        ) from None
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
