@@ -223,3 +223,21 @@ def test_a_model_without_a_price_is_refused_under_a_budget_not_let_through_free(
 def test_without_a_budget_an_unpriced_model_goes_through(make_gov) -> None:
     gov = make_gov()
     assert _post(gov, gov.key, dict(BODY, model="claude-brand-new-9")).status_code == 200
+
+
+def test_an_upstream_reporting_absurd_usage_does_not_stop_recording_or_budgets(make_gov) -> None:
+    # One answer claiming 9e18 output tokens priced to ~1e23 nano-dollars: its record overflowed the
+    # 64-bit column and the recorder retried that batch for ever, so no later call was recorded either
+    # ("could not write 2 call records yet: Python int too large to convert to SQLite INTEGER").
+    gov = make_gov()
+    b = gov.budget("team", "payments", 5.0)
+    gov.run.mock("scenario", {"turns": [{"text": "big", "usage": {"output_tokens": 9 * 10**18}}]})
+    assert _post(gov, gov.key).status_code == 200
+    gov.run.mock("scenario", None)
+    r = _post(gov, gov.key)
+    assert r.status_code == 429 and "budget is spent" in r.text  # what the upstream claimed is charged
+    rows = gov.calls(expect=2)
+    assert [row["status"] for row in rows] == ["ok", "refused"]
+    assert 0 < rows[0]["output_tokens"] < 2**63 and rows[0]["cost_usd"] > 5
+    spent, _ = gov.spend(b.id)
+    assert 5 * NANOS < spent < 2**63

@@ -26,6 +26,7 @@ from agenttrail.gateway.recorder import Recorder
 from agenttrail.gateway.relay import UpstreamDeclined, forward
 from agenttrail.gateway.upstream import UpstreamClient
 from agenttrail.pricing import Pricer
+from agenttrail.usage import Usage
 
 log = logging.getLogger("agenttrail.gateway")
 
@@ -195,6 +196,7 @@ class Gateway:
         """Price, record and tell observers. Never raises: the answer has been sent already."""
         try:
             if call.endpoint.billable and not call.cache_hit:
+                call.usage = bounded(call.usage)
                 price = self.pricer.price(call.provider, call.model, call.usage)
                 call.cost_usd = price.cost_usd
                 call.price_source = price.source
@@ -209,6 +211,27 @@ class Gateway:
         """Wait for calls still being accounted (a stopping server flushes them all)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+# Tokens of one class in one call, at most: a thousand times the largest context window. An upstream
+# that reported 9e18 output tokens priced the call past the 64-bit columns of its record and of the
+# budget counters: the recorder retried that batch for ever (no later call was recorded), and every
+# admission against the team's budgets failed as if the database were down.
+MAX_TOKENS = 10**9
+
+
+def bounded(u: Usage) -> Usage:
+    values = (
+        u.input_tokens,
+        u.cache_read_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+        u.output_tokens,
+        u.reasoning_tokens,
+    )
+    if all(0 <= v <= MAX_TOKENS for v in values):
+        return u
+    return Usage(*(min(max(0, v), MAX_TOKENS) for v in values))
 
 
 def _parse_tags(value: str | None) -> dict[str, str] | None:
