@@ -86,3 +86,15 @@ def test_ctrl_c_while_the_session_is_being_finalised_loses_nothing(tmp_path: Pat
     assert rec is not None and rec["session"]["exit_code"] == 3
     assert [f["path"] for f in rec["file_changes"]] == ["made.txt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back afterwards
+
+
+def test_a_file_name_that_is_not_utf8_is_recorded_with_the_rest(tmp_path: Path, strace: str, git: str) -> None:
+    """`printf x > $'\\xff\\xfe.bin'`: the snapshot's path held a lone surrogate, ingest refused the last
+    batch for it, and the session's end and every file change were lost with it."""
+    repo = _repo(tmp_path)
+    opts = _opts(tmp_path, repo, "bash", "-c", "printf x > $'\\xff\\xfe.bin'; echo ok > plain.txt")
+    summary = TracedSession(opts).run()
+    assert summary.report is not None and summary.report.unwritten == 0
+    rec = session_record(open_engine(opts.database_url or ""), summary.session_id)
+    assert rec is not None and rec["session"]["status"] == "ok"
+    assert sorted(f["path"] for f in rec["file_changes"]) == ["\\xff\\xfe.bin", "plain.txt"]

@@ -26,6 +26,14 @@ CHANGE_KINDS: dict[str, str] = {
 }
 
 
+def readable_path(path: str) -> str:
+    """A file name that is not UTF-8 (`\\xff\\xfe.bin`) as the tracer writes it from strace: its odd
+    bytes as `\\xNN` text. The snapshot reads names with surrogateescape (to find the files again),
+    and a payload holding a lone surrogate cannot be stored: ingest refused the whole last batch, the
+    session's end with it."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def snapshot_events(session_id: str, changes: Iterable[FileChange], ts: datetime, project_dir: str) -> list[Event]:
     """One event per changed file, `source: snapshot`: ingest turns these into `file_change` rows.
 
@@ -40,6 +48,9 @@ def snapshot_events(session_id: str, changes: Iterable[FileChange], ts: datetime
             "rel_path": c.path,
             "abs_path": os.path.join(project_dir, c.path),
         }
+        for key in ("path", "old_path", "rel_path", "abs_path"):
+            if isinstance(payload.get(key), str):
+                payload[key] = readable_path(payload[key])
         out.append(
             Event(
                 session_id=session_id,

@@ -199,7 +199,8 @@ class _GitSnapshot(WorkspaceSnapshot):
     def _before(self) -> None:
         self._tree_before = self._write_tree()
         listing = self._git("ls-files", "-z", "--", ".")
-        self._paths = frozenset(p.decode("utf-8", "surrogateescape") for p in listing.split(b"\0") if p)
+        # As strace's paths are decoded (strace_syntax): the existed-before oracle compares the two.
+        self._paths = frozenset(p.decode("utf-8", "backslashreplace") for p in listing.split(b"\0") if p)
 
     def paths(self) -> frozenset[str]:
         return self._paths or frozenset()
