@@ -148,3 +148,11 @@ def test_bad_scenario_posted_at_runtime(control: MockControl, claude: anthropic.
     with pytest.raises(ValueError, match="unknown keys"):
         control.set_scenario([{"txt": "typo"}])
     assert _text(_say(claude)) == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("value", [2**64, -1, 1.5, "12", True])
+def test_a_usage_override_no_wire_format_can_carry_is_refused_when_loaded(value: object) -> None:
+    # 2**64 was loaded, then every answer of that turn was a 500 with a traceback in the mock's log
+    # ("Integer exceeds 64-bit range"); -1 and "12" were taken as they came.
+    with pytest.raises(ValueError, match="output_tokens must be a whole number from 0"):
+        Scenario.parse([{"text": "x", "usage": {"output_tokens": value}}])

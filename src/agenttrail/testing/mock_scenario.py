@@ -100,7 +100,12 @@ class Turn:
             bad = set(usage) - set(_USAGE_KEYS)
             if bad:
                 raise ValueError(f"{where}: unknown usage keys {sorted(bad)}; allowed: {sorted(_USAGE_KEYS)}")
-            usage = {k: int(v) for k, v in usage.items()}
+            for k, v in usage.items():
+                # What the wire formats (and orjson) carry: a whole number in 64 bits. 2**64 was loaded
+                # and every answer of the turn was then a 500.
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
+                    raise ValueError(f"{where}: usage {k} must be a whole number from 0 to 2**63-1, got {v!r}")
+            usage = dict(usage)
         if text is None and not calls:
             raise ValueError(f"{where}: a turn needs 'text', 'tool', 'custom_tool' or 'calls'")
         return cls(text=text, calls=tuple(calls), usage=usage)
