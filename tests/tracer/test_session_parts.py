@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from agenttrail.events import Event, stable_id
 from agenttrail.outbox import Outbox
@@ -80,6 +81,19 @@ def test_batching_sink_reports_what_it_could_not_write() -> None:
     assert sink.close(attempts=2) == 2
     with pytest.raises(OSError):
         BatchingSink(write, interval_s=60, on_error=lambda e: None).write_now([ev("exec", 3)])
+
+
+def test_store_sink_leaves_out_an_event_the_store_cannot_hold_and_writes_the_rest(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'local.db'}")
+    sink = StoreSink(engine, interval_s=60)
+    bad = ev("file_create", 1, path="\udcff.bin")  # a lone surrogate: no payload column can hold it
+    sink.add([ev("session_start", 0, agent="x"), bad, ev("session_end", 2, exit_code=0)])
+    report = sink.close()
+    assert (report.written, report.unwritten) == (2, 1)  # was (0, 3): the whole batch, the end with it
+    assert len(sink.left_out) == 1 and bad.event_id in sink.left_out[0]
+    with engine.connect() as conn:
+        kinds = {k for (k,) in conn.execute(text("SELECT kind FROM events WHERE session_id = 's1'"))}
+    assert kinds == {"session_start", "session_end"}
 
 
 def test_outbox_sink_without_uploader_queues_durably(tmp_path: Path) -> None:

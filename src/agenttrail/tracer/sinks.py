@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from agenttrail.events import Event
 from agenttrail.outbox import Outbox, Uploader
+from agenttrail.store.event_fields import BadEvent
 from agenttrail.store.ingest import Attribution, ingest
 
 Write = Callable[[list[Event]], object]
@@ -206,11 +207,23 @@ class StoreSink(_Batched):
     def __init__(self, engine: Engine, who: Attribution | None = None, *, interval_s: float = 0.1) -> None:
         self.engine = engine
         self.who = who or Attribution()
+        self.left_out: list[str] = []  # events the store cannot hold, each with why
         self._batches = BatchingSink(self._write, interval_s=interval_s, name="agenttrail-store")
 
     def _write(self, batch: list[Event]) -> None:
-        ingest(self.engine, batch, self.who)
+        # One event no column can hold (a damaged name, an id too long) must not take the batch with
+        # it: the batch is retried without it, for ever otherwise, and the session's end was in it.
+        while batch:
+            try:
+                ingest(self.engine, batch, self.who)
+                return
+            except BadEvent as e:
+                if not 0 <= e.index < len(batch):
+                    raise
+                self.left_out.append(str(e))
+                print(f"agenttrail: left out {e}", file=sys.stderr)
+                batch = batch[: e.index] + batch[e.index + 1 :]
 
     def close(self, upload_deadline_s: float = 0.0) -> SinkReport:
         unwritten = self._batches.close()
-        return SinkReport(self._batches.written, unwritten)
+        return SinkReport(self._batches.written - len(self.left_out), unwritten + len(self.left_out))
