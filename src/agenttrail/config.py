@@ -161,12 +161,12 @@ def _check_names(raw: Mapping[str, Any], source: Path | None) -> None:
     for table, known in KNOWN_SETTINGS.items():
         if known is None:
             continue
-        value: Any = raw
+        section: Any = raw
         for part in table.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        if not isinstance(value, Mapping):
+            section = section.get(part) if isinstance(section, Mapping) else None
+        if not isinstance(section, Mapping):
             continue
-        for name in value:
+        for name in section:
             if name not in known:
                 raise ConfigError(f"{source}: [{table}] has no setting {name}{_did_you_mean(name, known)}")
 
