@@ -57,3 +57,23 @@ async def test_a_client_s_overlong_model_name_does_not_stop_the_recording(db_url
             )
         ).one()
     assert tuple(got) == ("m" * 200, "n" * 200, "c" * 300)
+
+
+async def test_a_record_the_database_refuses_is_set_aside_and_the_rest_are_written(db_url: str) -> None:
+    """A row no column can hold (here a number past 64 bits) failed its whole batch, and the recorder
+    retried that batch for ever: nothing after it was recorded. It is now written alone and, refused
+    alone, dropped, counted and logged; the others are written."""
+    engine = open_engine(db_url)
+    rec = Recorder(engine, batch_size=10, interval_s=60)
+    bad = {**_row(), "cost_nanos": 2**70}
+    good = [_row() for _ in range(3)]
+    for row in (good[0], bad, good[1], good[2]):
+        rec.add({"cost_nanos": 0, **row})
+    await rec.flush()
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(llm_call.c.call_id)).scalars())
+    assert ids == {r["call_id"] for r in good}
+    assert (rec.written, rec.dropped) == (3, 1)
+    rec.add({"cost_nanos": 0, **_row()})
+    await rec.flush()  # nothing is left pending behind it
+    assert rec.written == 4

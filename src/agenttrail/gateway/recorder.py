@@ -2,7 +2,9 @@
 
 A stopping server flushes what it holds. If the database is briefly unavailable, records are
 kept and retried; past `max_pending` the oldest are dropped and counted, because an unbounded
-buffer would take the gateway down with the database.
+buffer would take the gateway down with the database. A batch the database refuses for what a row
+holds (a number past its column, a duplicate id) is written row by row, and a row refused alone is
+dropped, counted and logged, so it cannot hold back every record after it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from agenttrail.store.bulk import clipped
 from agenttrail.store.locks import lock_call_periods, lock_sessions
@@ -74,11 +77,35 @@ class Recorder:
         async with self._flush_lock:
             while self._pending:
                 batch = self._pending[: self._batch_size]
-                await to_thread.run_sync(self._write, batch)
+                try:
+                    await to_thread.run_sync(self._write, batch)
+                except Exception as e:
+                    if not _rows_at_fault(e):
+                        raise  # the database is down or busy: the whole batch is tried again
+                    # A row the database refuses (a number past its column) failed the batch, and the
+                    # batch was retried for ever, so nothing after it was recorded: write them one by one.
+                    await self._one_by_one(batch)
+                    continue
                 del self._pending[: len(batch)]
                 self.written += len(batch)
                 for listener in self.listeners:
                     listener(batch)
+
+    async def _one_by_one(self, batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            try:
+                await to_thread.run_sync(self._write, [row])
+            except Exception as e:
+                if not _rows_at_fault(e):
+                    raise
+                self.dropped += 1
+                log.error("dropped call record %s: the database refused it: %s", row.get("call_id"), e)
+            else:
+                self.written += 1
+                for listener in self.listeners:
+                    listener([row])
+            if self._pending and self._pending[0] is row:
+                del self._pending[0]
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self._engine.begin() as conn:
@@ -101,3 +128,11 @@ class Recorder:
             except Exception as e:  # the database is down or locked: keep the records, try again
                 log.warning("could not write %d call records yet: %s", len(self._pending), e)
                 await asyncio.sleep(min(self._interval_s * 4, 5.0))
+
+
+def _rows_at_fault(e: Exception) -> bool:
+    """The database refused what a row holds (a number past its column, a duplicate id), not the
+    write: anything else (down, locked, no permission) is worth trying the same batch again."""
+    if isinstance(e, sa_exc.StatementError) and not isinstance(e, sa_exc.DBAPIError):
+        e = e.orig if isinstance(e.orig, Exception) else e
+    return isinstance(e, (sa_exc.DataError, sa_exc.IntegrityError, OverflowError, ValueError, TypeError))
