@@ -1,9 +1,10 @@
 """Many rows into one table in as few statements as each engine does best.
 
-- PostgreSQL: one `INSERT … SELECT FROM unnest(array per column)` per group of rows. The roll-up
-  triggers are statement triggers, so they fire once for the whole group; and the statement text stays
-  a few hundred bytes. A multi-row VALUES list of 1,000 rows is ~100 kB of text that psycopg re-parses
-  on every execution (it caches only short queries): measured at 70% of ingest's client time.
+- PostgreSQL: one `INSERT … SELECT` per group of rows, from `json_to_recordset` of one JSON document
+  for rows of text and times (the event rows), else from `unnest` of one binary array per column. The
+  roll-up triggers are statement triggers, so they fire once for the whole group; and the statement
+  text stays a few hundred bytes. A multi-row VALUES list of 1,000 rows is ~100 kB of text that psycopg
+  re-parses on every execution (it caches only short queries): measured at 70% of ingest's client time.
 - SQLite: pages of a multi-row `INSERT … VALUES` (RETURNING, when the caller needs to know which rows
   were new), parameters flattened here: SQLAlchemy's per-row bind processing cost as much as SQLite's
   own work for an event row, triggers included. SQLite has only row triggers, so for a table with
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -94,7 +94,7 @@ def _recordset(
     where binary arrays cost a Python call per value (psycopg has no C array dumper). Measured on
     seed-demo's event rows: 1.7-2.3 against 3.5-4.9 us of client CPU a row, the backend's the same."""
     try:
-        doc = orjson.dumps(rows, default=_json_default).decode()
+        doc = orjson.dumps(rows).decode()
     except (orjson.JSONEncodeError, TypeError):
         return _unnest(conn, table, rows, ignore, returning)  # text orjson refuses (a lone surrogate)
     sql = _recordset_sql(table, tuple(rows[0]), ignore, None if returning is None else returning.name)
@@ -108,14 +108,8 @@ def _recordset(
 def _text_only(table: Table, names: tuple[str, ...]) -> bool:
     """Rows of text and times only (the `event` rows, most of ingest's): sent as JSON. Numbers and flags
     made the server's unpacking dearer than the client's arrays (seed-demo's call rows: the backend's
-    CPU +7-8 us an event, the client's -8 or so), so those rows keep the arrays."""
+    CPU +3 to +8 us an event, about what the client saved), so those rows keep the arrays."""
     return all(isinstance(table.c[n].type, String | DateTime) for n in names)
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)  # read back by the column's type, exactly
-    raise TypeError(f"{type(v).__name__} is not a column value")
 
 
 _PG = postgresql.dialect()
@@ -123,29 +117,11 @@ _PG = postgresql.dialect()
 
 @functools.lru_cache(maxsize=256)
 def _recordset_sql(table: Table, names: tuple[str, ...], ignore: bool, returning: str | None) -> str:
+    """For `_text_only` rows: each column read as text, or as a timestamp (orjson's ISO 8601)."""
     q = _PG.identifier_preparer.quote  # `binary` is a column name and a keyword
-    fields, values = [], []
-    for n in names:
-        kind = table.c[n].type
-        if isinstance(kind, Boolean):
-            fields.append(f"{q(n)} text")  # JSON's true/false and 0/1 all read as a boolean
-            values.append(f"x.{q(n)}::boolean")
-        elif isinstance(kind, Integer | BigInteger):
-            # A bool where a count belongs is 1 or 0, as Python's int() makes it.
-            fields.append(f"{q(n)} text")
-            cast = kind.compile(dialect=_PG)
-            values.append(f"(CASE x.{q(n)} WHEN 'true' THEN 1 WHEN 'false' THEN 0 ELSE x.{q(n)}::numeric END)::{cast}")
-        elif isinstance(kind, Float):
-            fields.append(f"{q(n)} float8")
-            values.append(f"x.{q(n)}")
-        elif isinstance(kind, DateTime):
-            fields.append(f"{q(n)} timestamp")
-            values.append(f"x.{q(n)}")
-        else:
-            fields.append(f"{q(n)} text")
-            values.append(f"x.{q(n)}")
+    fields = [f"{q(n)} {'timestamp' if isinstance(table.c[n].type, DateTime) else 'text'}" for n in names]
     sql = (
-        f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) SELECT {', '.join(values)} "
+        f"INSERT INTO {q(table.name)} ({', '.join(map(q, names))}) SELECT {', '.join('x.' + q(n) for n in names)} "
         f"FROM json_to_recordset(%s::json) AS x({', '.join(fields)})"
     )
     if ignore:
