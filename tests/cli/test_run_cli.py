@@ -315,6 +315,11 @@ def _signal_a_trapping_agent(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job has
+        # …and Ctrl-C at its default, as a terminal's foreground job starts. A test run started in the
+        # background by a non-interactive shell (`sh -c '… &'`, as CI may be) has SIGINT ignored, which
+        # passes through exec to agenttrail and then, as documented, to the agent, whose trap then cannot
+        # take it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for(lambda: marker.exists() and _exec_seen(project, "touch"), "the agent to start")

@@ -64,9 +64,14 @@ def test_a_store_that_refuses_the_start_stops_the_run_with_one_line(
     assert capsys.readouterr().err == ""  # nor a retry of the start it will never write
 
 
-def test_ctrl_c_while_the_session_is_being_finalised_loses_nothing(tmp_path: Path, strace: str, git: str) -> None:
+def test_ctrl_c_while_the_session_is_being_finalised_loses_nothing(
+    tmp_path: Path, strace: str, git: str, request: pytest.FixtureRequest
+) -> None:
     """An impatient second Ctrl-C lands while agenttrail diffs the workspace and writes the end: the
     session's end and its file changes must still be recorded, and the agent's exit code returned."""
+    # As in an interactive run; a test run started in the background (CI may be) has SIGINT ignored.
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, started_with))
     repo = _repo(tmp_path)
     opts = _opts(tmp_path, repo, "bash", "-c", "echo made > made.txt; exit 3")
     session = TracedSession(opts)
