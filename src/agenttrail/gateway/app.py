@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -221,17 +221,10 @@ MAX_TOKENS = 10**9
 
 
 def bounded(u: Usage) -> Usage:
-    values = (
-        u.input_tokens,
-        u.cache_read_tokens,
-        u.cache_write_5m_tokens,
-        u.cache_write_1h_tokens,
-        u.output_tokens,
-        u.reasoning_tokens,
-    )
-    if all(0 <= v <= MAX_TOKENS for v in values):
+    values = {f.name: getattr(u, f.name) for f in fields(u)}
+    if all(0 <= v <= MAX_TOKENS for v in values.values()):
         return u
-    return Usage(*(min(max(0, v), MAX_TOKENS) for v in values))
+    return Usage(**{k: min(max(0, v), MAX_TOKENS) for k, v in values.items()})
 
 
 def _parse_tags(value: str | None) -> dict[str, str] | None:
